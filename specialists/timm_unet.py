@@ -1,0 +1,76 @@
+"""U-Net whose encoder is an ImageNet-pretrained timm backbone (``features_only``).
+
+A pretrained encoder already knows faces, skies and grass, so the decoder learns colour
+from a few thousand photos on a CPU. The grey L channel is fed to all three input
+channels with the backbone's own normalisation (kept as data in its ``pretrained_cfg``).
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .backbones import create_backbone
+from .init import init_normal_
+
+
+def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+class DecoderBlock(nn.Module):
+    """Upsample x2, concatenate the skip features, two 3x3 convs."""
+
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.convs = nn.Sequential(
+            conv_bn_relu(in_channels + skip_channels, out_channels),
+            conv_bn_relu(out_channels, out_channels),
+        )
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        return self.convs(torch.cat((x, skip), dim=1))
+
+
+class TimmUNet(nn.Module):
+    """timm encoder (strides 2..32) + U-Net decoder back to full resolution; ab out, tanh."""
+
+    def __init__(
+        self,
+        encoder: str = "tf_efficientnet_lite0",
+        pretrained: bool = True,
+        decoder_channels: tuple[int, ...] = (192, 96, 64, 32, 24),
+        out_channels: int = 2,
+    ) -> None:
+        super().__init__()
+        self.encoder = create_backbone(encoder, pretrained=pretrained, features_only=True)
+        skips = self.encoder.feature_info.channels()
+        if len(decoder_channels) != len(skips):
+            raise ValueError(f"decoder_channels needs {len(skips)} entries for {encoder}")
+        self.stride = self.encoder.feature_info.reduction()[-1]
+        cfg = self.encoder.pretrained_cfg
+        self.register_buffer("mean", torch.tensor(cfg["mean"]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(cfg["std"]).view(1, 3, 1, 1), persistent=False)
+        # from the deepest features up: skip i-1 joins at each level, the input L at the top
+        ins = [skips[-1], *decoder_channels[:-1]]
+        skip_ins = [*reversed(skips[:-1]), 1]
+        self.decoder = nn.ModuleList(
+            DecoderBlock(i, s, o) for i, s, o in zip(ins, skip_ins, decoder_channels)
+        )
+        self.head = nn.Conv2d(decoder_channels[-1], out_channels, 3, padding=1)
+        init_normal_(self, skip=self.encoder)
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        return list(self.encoder.parameters())
+
+    def forward(self, lightness: torch.Tensor) -> torch.Tensor:
+        grey = ((lightness + 1.0) / 2.0).expand(-1, 3, -1, -1)
+        features = self.encoder((grey - self.mean) / self.std)
+        x = features[-1]
+        for block, skip in zip(self.decoder, [*reversed(features[:-1]), lightness]):
+            x = block(x, skip)
+        return torch.tanh(self.head(x))

@@ -1,0 +1,1 @@
+"""Datasets, losses, metrics and the training loops for specialists and the router."""

@@ -1,0 +1,157 @@
+"""Training data from folders of colour photos.
+
+Two layouts are understood:
+- split/domain folders, like ``colorize-v1``: ``DIR/train/<domain>/*``, ``DIR/val/<domain>/*``;
+- any plain folder of images (searched recursively); a fixed 5% is held out for validation.
+
+Grayscale and unreadable files cannot teach colour: they are skipped and counted.
+"""
+
+import hashlib
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+SPLITS = ("train", "val", "test")
+PLAIN_VAL_PERCENT = 5
+
+
+def is_image_file(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def images_under(folder: Path) -> list[Path]:
+    """All image files below ``folder``, sorted."""
+    return sorted(p for p in Path(folder).rglob("*") if is_image_file(p))
+
+
+def has_splits(root: Path) -> bool:
+    return any((Path(root) / split).is_dir() for split in SPLITS)
+
+
+def list_domains(root: str | Path) -> list[str]:
+    """Domain names = the subfolder names (under ``train/`` when the data has splits)."""
+    root = Path(root)
+    base = root / "train" if (root / "train").is_dir() else root
+    if has_splits(root) and not (root / "train").is_dir():
+        base = next(root / s for s in SPLITS if (root / s).is_dir())
+    return sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _held_out(path: Path) -> bool:
+    digest = hashlib.sha1(path.name.encode()).digest()
+    return digest[0] % 100 < PLAIN_VAL_PERCENT
+
+
+def find_images(root: str | Path, split: str = "train", domain: str | None = None) -> list[Path]:
+    """Image files of one split (and domain) in either layout."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such data folder")
+    if has_splits(root):
+        folder = root / split if domain is None else root / split / domain
+        return images_under(folder) if folder.is_dir() else []
+    folder = root if domain is None else root / domain
+    if not folder.is_dir():
+        return []
+    return [p for p in images_under(folder) if _held_out(p) == (split != "train")]
+
+
+def load_rgb(path: Path) -> Image.Image:
+    """Decode an image as upright RGB (raises OSError/ValueError for broken files)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image)
+            return image.convert("RGB")
+
+
+def is_colour(image: Image.Image, threshold: float = 2.0) -> bool:
+    """True when the mean channel spread (0..255) says the photo has real colour."""
+    small = np.asarray(image.resize((64, 64)), dtype=np.int16)
+    spread = small.max(axis=2) - small.min(axis=2)
+    return float(spread.mean()) >= threshold
+
+
+@dataclass
+class ScanResult:
+    usable: list[Path] = field(default_factory=list)
+    grayscale: list[Path] = field(default_factory=list)
+    unreadable: list[Path] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.usable)} colour photos, skipped {len(self.grayscale)} grayscale "
+            f"and {len(self.unreadable)} unreadable"
+        )
+
+
+def scan_images(paths: list[Path], progress: bool = True) -> ScanResult:
+    """Sort files into usable colour photos, grayscale ones and unreadable ones."""
+    result = ScanResult()
+    for path in tqdm(paths, desc="checking images", disable=not progress, leave=False):
+        try:
+            image = load_rgb(path)
+        except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError):
+            result.unreadable.append(path)
+            continue
+        (result.usable if is_colour(image) else result.grayscale).append(path)
+    return result
+
+
+def _resize_short_side(image: Image.Image, short: int) -> Image.Image:
+    w, h = image.size
+    scale = short / min(w, h)
+    size = (max(short, round(w * scale)), max(short, round(h * scale)))
+    return image.resize(size, Image.Resampling.BICUBIC)
+
+
+class ColourPhotos(Dataset):
+    """Square RGB crops in [0, 1], shape (3, size, size).
+
+    Training crops are random (scale jitter, position, horizontal flip) but drawn from a
+    generator seeded by (seed, epoch, index), so a resumed run sees exactly the same data.
+    """
+
+    def __init__(
+        self, paths: list[Path], size: int, train: bool, seed: int = 0, max_zoom: float = 1.25
+    ) -> None:
+        self.paths = list(paths)
+        self.size = size
+        self.train = train
+        self.seed = seed
+        self.max_zoom = max_zoom
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        image = load_rgb(self.paths[index])
+        if self.train:
+            rng = torch.Generator().manual_seed(hash((self.seed, self.epoch, index)) & 0x7FFFFFFF)
+            zoom = 1.0 + float(torch.rand((), generator=rng)) * (self.max_zoom - 1.0)
+            image = _resize_short_side(image, round(self.size * zoom))
+            w, h = image.size
+            left = int(torch.randint(0, w - self.size + 1, (), generator=rng))
+            top = int(torch.randint(0, h - self.size + 1, (), generator=rng))
+            flip = bool(torch.rand((), generator=rng) < 0.5)
+        else:
+            image = _resize_short_side(image, self.size)
+            w, h = image.size
+            left, top, flip = (w - self.size) // 2, (h - self.size) // 2, False
+        image = image.crop((left, top, left + self.size, top + self.size))
+        if flip:
+            image = ImageOps.mirror(image)
+        array = np.asarray(image, dtype=np.float32) / 255.0
+        return torch.from_numpy(array).permute(2, 0, 1).contiguous()
