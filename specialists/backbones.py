@@ -60,7 +60,9 @@ def create_backbone(name: str, pretrained: bool = True, **timm_kwargs: object) -
     if pretrained:
         own = model.state_dict()
         state = {
-            k: v for k, v in imagenet_state_dict(name).items() if k in own and own[k].shape == v.shape
+            k: v
+            for k, v in imagenet_state_dict(name).items()
+            if k in own and own[k].shape == v.shape
         }
         head = model.pretrained_cfg.get("classifier", "classifier")
         unset = [k for k in own if k not in state and not k.startswith(head)]

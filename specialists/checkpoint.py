@@ -112,12 +112,16 @@ def build_from_checkpoint(
     """
     spec = config.get("models", {}).get(role)
     if spec is None:
-        raise CheckpointError(f"checkpoint has no {role!r} model (has {list(config.get('models', {}))})")
+        raise CheckpointError(
+            f"checkpoint has no {role!r} model (has {list(config.get('models', {}))})"
+        )
     kwargs = dict(spec["kwargs"])
     if "pretrained" in kwargs:
         kwargs["pretrained"] = False
     model = create(spec["name"], **kwargs)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in strip_prefix(tensors, role).items()}
+    state = {
+        k: v.float() if v.is_floating_point() else v for k, v in strip_prefix(tensors, role).items()
+    }
     model.load_state_dict(state)
     model.spec = spec
     return model

@@ -16,9 +16,9 @@ def unet_256(ngf: int = 64, norm: str = "batch", dropout: bool = True) -> nn.Mod
 
 
 @GENERATORS.register
-def unet_128(ngf: int = 64, norm: str = "batch", dropout: bool = True) -> nn.Module:
-    """pix2pix U-Net with 7 halvings, for 128 px training from scratch."""
-    return UNetGenerator(ngf=ngf, num_downs=7, norm=norm, dropout=dropout)
+def unet(ngf: int = 64, num_downs: int = 7, norm: str = "batch", dropout: bool = True) -> nn.Module:
+    """pix2pix U-Net of any width and depth (7 halvings suit 128 px training from scratch)."""
+    return UNetGenerator(ngf=ngf, num_downs=num_downs, norm=norm, dropout=dropout)
 
 
 @GENERATORS.register

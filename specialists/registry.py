@@ -4,6 +4,7 @@ Every model built through a registry remembers how it was built (``model.spec``)
 checkpoint can store that as data and rebuild the model without any ``if arch == ...``.
 """
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +27,10 @@ class Registry:
             raise ValueError(f"{self.kind} model {name!r} is registered twice")
         self._factories[name] = factory
         return factory
+
+    def accepts(self, name: str, argument: str) -> bool:
+        """Whether factory ``name`` takes keyword ``argument`` (e.g. ``pretrained``)."""
+        return argument in inspect.signature(self._factories[name]).parameters
 
     def names(self) -> list[str]:
         return sorted(self._factories)

@@ -1,0 +1,34 @@
+"""Shared fixtures: small generated photo folders (no ../shared needed)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+PALETTES = {"warm": (200, 90, 60), "cool": (50, 110, 190)}
+
+
+def make_photo(rng: np.random.Generator, rgb: tuple[int, int, int], size: int = 48) -> Image.Image:
+    """A textured colour photo whose hue depends on its domain and brightness on position."""
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    shade = 0.45 + 0.5 * (0.6 * xx + 0.4 * yy) + rng.normal(0, 0.04, (size, size))
+    pixels = np.clip(np.array(rgb)[None, None, :] * shade[..., None], 0, 255)
+    return Image.fromarray(pixels.astype(np.uint8))
+
+
+def make_split_folder(root: Path, per_domain: tuple[int, int] = (16, 4), size: int = 48) -> Path:
+    """``root/{train,val}/{warm,cool}/*.png``, like colorize-v1."""
+    rng = np.random.default_rng(0)
+    for split, count in zip(("train", "val"), per_domain):
+        for domain, rgb in PALETTES.items():
+            folder = root / split / domain
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                make_photo(rng, rgb, size).save(folder / f"{domain}_{i:03d}.png")
+    return root
+
+
+@pytest.fixture
+def photo_folder(tmp_path: Path) -> Path:
+    return make_split_folder(tmp_path / "data")

@@ -1,0 +1,117 @@
+import csv
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from training.data import find_images, list_domains, scan_images
+from training.train_specialist import TrainConfig, UsageError, main, parse_args, train
+
+TINY = {"arch": "unet", "arch_args": {"ngf": 8, "num_downs": 5}, "size": 32, "batch_size": 4}
+
+
+def _config(data, out, **overrides) -> TrainConfig:
+    settings = dict(TINY, data=str(data), out=str(out), domain="warm", progress=False)
+    settings |= dict(log_every=1, eval_every=4, checkpoint_every=4, num_val=4, threads=1)
+    return TrainConfig(**(settings | overrides))
+
+
+def _rows(run):
+    with open(run / "metrics.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_l1_falls_over_a_few_steps(photo_folder, tmp_path):
+    run = tmp_path / "run"
+    train(_config(photo_folder, run, steps=24, warmup_steps=24, lr=2e-3, lr_decay_from=1.0))
+    l1 = [float(r["loss_l1"]) for r in _rows(run)]
+    assert len(l1) == 24
+    assert np.mean(l1[-4:]) < 0.6 * np.mean(l1[:4])
+
+
+def test_resume_is_exact(photo_folder, tmp_path):
+    """N steps, stop, resume to 2N == 2N straight (CPU, fixed seed), GAN phase included."""
+    common = dict(steps=8, warmup_steps=3, checkpoint_every=2)
+    train(_config(photo_folder, tmp_path / "straight", **common))
+    train(_config(photo_folder, tmp_path / "resumed", stop_at=4, **common))
+    assert [int(r["step"]) for r in _rows(tmp_path / "resumed")][-1] == 4
+    train(_config(photo_folder, tmp_path / "resumed", **common))
+    a = load_file(tmp_path / "straight" / "checkpoint.safetensors")
+    b = load_file(tmp_path / "resumed" / "checkpoint.safetensors")
+    assert a.keys() == b.keys()
+    assert any(k.startswith("optimizer_d.") for k in a)  # the discriminator did train
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    assert [r["step"] for r in _rows(tmp_path / "resumed")] == [str(s) for s in range(1, 9)]
+
+
+def test_run_folder_holds_everything_to_watch(photo_folder, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main([*_argv(photo_folder, run), "--steps", "4", "--warmup-steps", "2"]) == 0
+    names = {p.name for p in run.iterdir()}
+    assert {"checkpoint.safetensors", "checkpoint.json", "metrics.csv", "losses.png"} <= names
+    samples = sorted(p.name for p in (run / "samples").iterdir())
+    assert samples == ["train_0000004.png", "val_0000004.png"]
+    last = _rows(run)[-1]
+    assert float(last["val_psnr"]) > 0 and float(last["val_colourfulness_true"]) > 0
+    assert float(last["time"]) > 1.7e9  # wall clock in epoch seconds
+    assert main([*_argv(photo_folder, run), "--steps", "6"]) == 0
+    assert "resuming from" in capsys.readouterr().out
+
+
+def _argv(data, run):
+    return [
+        *("--data", str(data), "--domain", "warm", "--out", str(run), "--size", "32"),
+        *("--batch-size", "4", "--arch", "unet", "--arch-arg", "ngf=8", "--arch-arg"),
+        *("num_downs=5", "--eval-every", "4", "--num-val", "4", "--no-progress"),
+    ]
+
+
+def test_grayscale_and_unreadable_files_are_skipped_and_counted(photo_folder):
+    folder = photo_folder / "train" / "warm"
+    Image.new("L", (40, 40), 128).save(folder / "grey.png")
+    Image.new("RGB", (40, 40), (90, 90, 90)).save(folder / "grey_rgb.jpg")
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "notes.png").write_text("not an image")
+    result = scan_images(find_images(photo_folder, "train", "warm"), progress=False)
+    assert len(result.usable) == 16
+    assert sorted(p.name for p in result.grayscale) == ["grey.png", "grey_rgb.jpg"]
+    assert sorted(p.name for p in result.unreadable) == ["empty.jpg", "notes.png"]
+
+
+def test_plain_folder_of_images_holds_out_a_validation_share(tmp_path):
+    from tests.conftest import make_photo
+
+    rng = np.random.default_rng(1)
+    for i in range(60):
+        make_photo(rng, (180, 120, 40)).save(tmp_path / f"photo_{i:03d}.jpg")
+    train_files = find_images(tmp_path, "train")
+    val_files = find_images(tmp_path, "val")
+    assert len(train_files) + len(val_files) == 60
+    assert not set(train_files) & set(val_files)
+    assert list_domains(tmp_path) == []
+
+
+def test_domains_come_from_the_folders(photo_folder):
+    assert list_domains(photo_folder) == ["cool", "warm"]
+
+
+def test_bad_data_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(UsageError, match="no training images"):
+        train(_config(tmp_path, tmp_path / "run", steps=1))
+    assert main(["--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r")]) == 2
+    assert "missing" in capsys.readouterr().err
+
+
+def test_size_must_fit_the_generator(photo_folder, tmp_path):
+    with pytest.raises(UsageError, match="multiple of"):
+        train(_config(photo_folder, tmp_path / "run", steps=1, size=40))
+
+
+def test_arch_args_parse_as_json():
+    config = parse_args(
+        ["--data", "d", "--out", "o", "--arch-arg", "ngf=16", "--arch-arg", "norm=instance"]
+    )
+    assert config.arch_args == {"ngf": 16, "norm": "instance"}
