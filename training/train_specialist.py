@@ -70,6 +70,7 @@ class TrainConfig:
     arch_args: dict = field(default_factory=dict)
     pretrained: bool = True
     disc: str = "patchgan"
+    disc_args: dict = field(default_factory=dict)
     spectral_norm: bool = False
     lr: float = 2e-4
     beta1: float = 0.5
@@ -233,7 +234,9 @@ def build_models(config: TrainConfig) -> tuple[nn.Module, nn.Module]:
     if specialists.GENERATORS.accepts(config.arch, "pretrained"):
         kwargs["pretrained"] = config.pretrained
     generator = specialists.create_model(config.arch, **kwargs)
-    discriminator = discriminators.create_model(config.disc, spectral_norm=config.spectral_norm)
+    discriminator = discriminators.create_model(
+        config.disc, **{"spectral_norm": config.spectral_norm, **config.disc_args}
+    )
     return generator, discriminator
 
 
@@ -466,6 +469,15 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         help="random-init encoder instead of ImageNet weights",
     )
     parser.add_argument("--disc", default=defaults.disc, choices=discriminators.list_models())
+    parser.add_argument(
+        "--disc-arg",
+        dest="disc_args",
+        action="append",
+        type=_key_value,
+        default=[],
+        metavar="KEY=VALUE",
+        help="discriminator setting, e.g. ndf=32 or n_layers=4 (repeatable; values are JSON)",
+    )
     parser.add_argument("--spectral-norm", action="store_true")
     parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument("--beta1", type=float, default=defaults.beta1)
@@ -510,6 +522,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     parser.add_argument("--no-progress", dest="progress", action="store_false")
     args = parser.parse_args(argv)
     args.arch_args = dict(args.arch_args)
+    args.disc_args = dict(args.disc_args)
     names = {f.name for f in fields(TrainConfig)}
     return TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
 

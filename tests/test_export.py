@@ -1,0 +1,29 @@
+import torch
+
+import discriminators
+import specialists
+from training.export import main
+from training.train_specialist import TrainConfig, train
+
+
+def test_export_keeps_models_and_drops_training_state(photo_folder, tmp_path, capsys):
+    run = tmp_path / "run"
+    config = TrainConfig(
+        data=str(photo_folder), out=str(run), domain="cool", arch="unet", size=32, batch_size=4,
+        arch_args={"ngf": 8, "num_downs": 5}, steps=2, progress=False, num_val=4, threads=1,
+    )  # fmt: skip
+    train(config)
+    out = tmp_path / "weights" / "cool.safetensors"
+    assert main([str(run), "--out", str(out), "--half"]) == 0
+    assert "cool at step 2" in capsys.readouterr().out
+    g_run = specialists.load_generator(run / "checkpoint.safetensors")
+    g_out = specialists.load_generator(out)
+    x = torch.rand(1, 1, 32, 32) * 2 - 1
+    torch.testing.assert_close(g_out(x), g_run(x), atol=2e-2, rtol=0)
+    assert discriminators.load_discriminator(out) is not None
+    assert out.stat().st_size < 0.6 * (run / "checkpoint.safetensors").stat().st_size
+
+
+def test_export_of_a_missing_run_is_a_clear_error(tmp_path, capsys):
+    assert main([str(tmp_path / "nope"), "--out", str(tmp_path / "x.safetensors")]) == 2
+    assert "no such checkpoint" in capsys.readouterr().err

@@ -1,0 +1,57 @@
+"""Turn a training run into serving weights: generator + discriminator, no optimizer state.
+
+    python -m training.export runs/portrait --out weights/specialists/portrait.safetensors --half
+
+Half precision halves the file; the loaders cast back to float32.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from specialists.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from training.train_specialist import CHECKPOINT
+
+KEPT_ROLES = ("generator", "discriminator")
+KEPT_CONFIG = ("models", "domain", "size", "step", "total_steps", "data", "metrics", "train")
+
+
+def export_run(run_dir: Path, out: Path, half: bool = False) -> dict:
+    """Write ``out`` (+ .json) from ``run_dir``'s checkpoint; returns the exported config."""
+    tensors, config = load_checkpoint(Path(run_dir) / CHECKPOINT)
+    kept = {k: v for k, v in tensors.items() if k.split(".", 1)[0] in KEPT_ROLES}
+    if half:
+        kept = {k: v.half() if v.is_floating_point() else v for k, v in kept.items()}
+    exported = {k: config[k] for k in KEPT_CONFIG if k in config}
+    exported["hardware"] = config.get("hardware")
+    exported["exported_from"] = str(run_dir)
+    exported["dtype"] = "float16" if half else "float32"
+    if Path(out).resolve() == (Path(run_dir) / CHECKPOINT).resolve():
+        raise CheckpointError(f"{out}: refusing to overwrite the run's own checkpoint")
+    save_checkpoint(out, kept, exported)
+    return exported
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.export", description=__doc__)
+    parser.add_argument("run_dir", type=Path, help="a train_specialist run folder")
+    parser.add_argument("--out", type=Path, required=True, help="output .safetensors file")
+    parser.add_argument("--half", action="store_true", help="store weights in float16")
+    args = parser.parse_args(argv)
+    if args.out.suffix != ".safetensors":
+        parser.error(f"{args.out}: the output must end in .safetensors")
+    try:
+        config = export_run(args.run_dir, args.out, args.half)
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    size = args.out.stat().st_size / 2**20
+    print(f"wrote {args.out} ({size:.1f} MiB): {config.get('domain')} at step {config.get('step')}")
+    return 0
+
+
+if __name__ == "__main__":
+    torch.set_grad_enabled(False)
+    sys.exit(main())
