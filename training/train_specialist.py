@@ -35,6 +35,7 @@ from specialists.checkpoint import (
     read_config,
     save_checkpoint,
     with_prefix,
+    write_json,
 )
 from specialists.lab import join_lab, split_lab
 from training.data import ColourPhotos, find_images, scan_images
@@ -44,6 +45,8 @@ from training.monitor import MetricsLog, plot_losses, save_sample_grid
 from training.optim_state import optimizer_from_tensors, optimizer_to_tensors
 
 CHECKPOINT = "checkpoint.safetensors"
+PROGRESS = "progress.json"  # step/total for watchers such as training.train_all
+PROGRESS_EVERY_S = 1.0
 # settings a resumed run takes from its checkpoint, whatever the command line says
 ARCHITECTURE_FIELDS = (
     "arch",
@@ -104,6 +107,22 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[i
     return [order[i : i + batch_size].tolist() for i in range(0, n - batch_size + 1, batch_size)]
 
 
+def rank_batches(
+    n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1
+) -> list[list[int]]:
+    """This rank's disjoint share of every global batch of the epoch (a distributed sampler).
+
+    Every rank draws the same shuffled global batches and keeps its own contiguous slice, so
+    the ranks' slices together are exactly the one-process batch: with gradients averaged,
+    N processes take the same steps as one, whatever N is (and a resumed run can change N).
+    """
+    share = batch_size // world
+    return [
+        batch[rank * share : (rank + 1) * share]
+        for batch in epoch_batches(n, batch_size, seed, epoch)
+    ]
+
+
 def lr_at(config: TrainConfig, step: int, total: int) -> float:
     """Constant, then linear decay to zero over the last part of the run (pix2pix)."""
     start = int(total * config.lr_decay_from)
@@ -118,18 +137,42 @@ def set_requires_grad(module: nn.Module, flag: bool) -> None:
 
 
 class Distributed:
-    """Rank and world size; under torchrun, the process group too."""
+    """Rank and world size; under torchrun, the process group too (NCCL on GPUs, else gloo)."""
 
     def __init__(self, device: str) -> None:
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         if self.world > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+            cuda = device.startswith("cuda") and torch.cuda.is_available()
+            if cuda and device == "cuda":
+                torch.cuda.set_device(self.local_rank)  # NCCL must know each rank's own GPU
+            dist.init_process_group("nccl" if cuda else "gloo")
 
     @property
     def main(self) -> bool:
         return self.rank == 0
+
+    def wrap(self, module: nn.Module, device: torch.device) -> nn.Module:
+        """``module`` under DistributedDataParallel (gradients averaged over ranks) if needed.
+
+        DDP reduces the parameters that need gradients when it is built: build it again
+        whenever that set changes (a frozen encoder thawing), or it waits forever for them.
+        """
+        if self.world == 1:
+            return module
+        ids = [device.index] if device.type == "cuda" else None
+        return DistributedDataParallel(module, device_ids=ids)
+
+    def mean(self, values: dict[str, float]) -> dict[str, float]:
+        """Average logged numbers over ranks (each saw only its share of the batch)."""
+        if self.world == 1 or not values:
+            return values
+        keys = sorted(values)
+        backend_device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+        total = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=backend_device)
+        dist.all_reduce(total)
+        return {k: v / self.world for k, v in zip(keys, total.tolist())}
 
     def barrier(self) -> None:
         if self.world > 1:
@@ -255,6 +298,8 @@ def train(config: TrainConfig) -> dict:
         torch.set_num_threads(config.threads)
     if config.batch_size % ddp.world:
         raise UsageError(f"--batch-size {config.batch_size} must divide by {ddp.world} processes")
+    if not ddp.main:
+        config.progress = False  # one progress bar per run, not one per rank
     torch.manual_seed(config.seed)
 
     train_set, val_set, data_info = load_data(config)
@@ -286,10 +331,11 @@ def train(config: TrainConfig) -> dict:
             print(f"resuming from {ckpt_path} at step {step} of {total}", flush=True)
     generator.to(device).train()
     discriminator.to(device).train()
-    g_model, d_model = generator, discriminator
-    if ddp.world > 1:
-        g_model = DistributedDataParallel(generator, find_unused_parameters=False)
-        d_model = DistributedDataParallel(discriminator)
+    encoder = getattr(generator, "encoder", None)
+    encoder_trainable = step >= config.freeze_encoder_steps
+    if encoder is not None:
+        set_requires_grad(encoder, encoder_trainable)
+    g_model, d_model = ddp.wrap(generator, device), ddp.wrap(discriminator, device)
 
     out.mkdir(parents=True, exist_ok=True)
     log = MetricsLog(out / "metrics.csv", step) if ddp.main else None
@@ -297,7 +343,15 @@ def train(config: TrainConfig) -> dict:
         "train": fixed_samples(train_set, config.num_samples).to(device),
         "val": fixed_samples(val_set, config.num_samples).to(device),
     }
-    encoder = getattr(generator, "encoder", None)
+    progress_at = 0.0
+
+    def report_progress(step: int, force: bool = False) -> None:
+        """Write RUN/progress.json (about once a second): what a watcher needs to draw a bar."""
+        nonlocal progress_at
+        if ddp.main and (force or time.time() - progress_at >= PROGRESS_EVERY_S):
+            progress_at = time.time()
+            state = {"step": step, "stop": stop, "total": total, "time": progress_at}
+            write_json(out / PROGRESS, state | {"metrics": last_row})
 
     def save(step: int, metrics: dict[str, float]) -> None:
         if not ddp.main:
@@ -323,12 +377,15 @@ def train(config: TrainConfig) -> dict:
             "metrics": metrics,
             "hardware": str(device)
             + ("" if device.type != "cpu" else f" ({os.cpu_count()} cores)"),
+            "processes": ddp.world,
         }
         save_checkpoint(ckpt_path, tensors, meta)
 
     running: dict[str, float] = defaultdict(float)
     count = 0
     last_metrics: dict[str, float] = {}
+    last_row: dict[str, float] = {}
+    report_progress(step, force=True)
     tick = time.time()
     bar = tqdm(
         total=stop,
@@ -341,13 +398,9 @@ def train(config: TrainConfig) -> dict:
         while step < stop:
             epoch, offset = divmod(step, batches_per_epoch)
             train_set.set_epoch(epoch)
-            share = config.batch_size // ddp.world
-            batches = [
-                b[ddp.rank * share : (ddp.rank + 1) * share]
-                for b in epoch_batches(len(train_set), config.batch_size, config.seed, epoch)[
-                    offset:
-                ]
-            ]
+            batches = rank_batches(
+                len(train_set), config.batch_size, config.seed, epoch, ddp.rank, ddp.world
+            )[offset:]
             loader = DataLoader(
                 train_set,
                 batch_sampler=batches,
@@ -358,8 +411,12 @@ def train(config: TrainConfig) -> dict:
                 lr = lr_at(config, step, total)
                 for group in (*opt_g.param_groups, *opt_d.param_groups):
                     group["lr"] = lr
-                if encoder is not None:
-                    set_requires_grad(encoder, step >= config.freeze_encoder_steps)
+                if encoder is not None and encoder_trainable != (
+                    step >= config.freeze_encoder_steps
+                ):
+                    encoder_trainable = not encoder_trainable
+                    set_requires_grad(encoder, encoder_trainable)
+                    g_model = ddp.wrap(generator, device)
                 l_norm, ab = split_lab(rgb.to(device))
                 fake = g_model(l_norm)
                 adversarial = step >= config.warmup_steps
@@ -391,11 +448,12 @@ def train(config: TrainConfig) -> dict:
                 count += 1
                 step += 1
                 bar.update(1)
+                report_progress(step, force=step == stop)
 
                 evaluating = step % config.eval_every == 0 or step == stop
                 if step % config.log_every == 0 or evaluating:
                     now = time.time()
-                    row = {k: v / count for k, v in running.items()}
+                    row = ddp.mean({k: v / count for k, v in running.items()})
                     row |= {"step": step, "time": now, "epoch": epoch, "lr": lr}
                     row["images_per_s"] = count * config.batch_size / max(now - tick, 1e-9)
                     if evaluating and ddp.main:
@@ -404,6 +462,7 @@ def train(config: TrainConfig) -> dict:
                         row |= last_metrics
                     if log is not None:
                         log.append(row)
+                    last_row = {k: row[k] for k in ("loss_l1", "images_per_s")}
                     bar.set_postfix(
                         l1=f"{row['loss_l1']:.4f}",
                         psnr=f"{last_metrics.get('val_psnr', float('nan')):.2f}",
