@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .attention import SelfAttention2d
 from .backbones import create_backbone
 from .init import init_normal_
 
@@ -22,22 +23,28 @@ def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
 
 
 class DecoderBlock(nn.Module):
-    """Upsample x2, concatenate the skip features, two 3x3 convs."""
+    """Upsample x2, concatenate the skip features, two 3x3 convs (+ optional self-attention)."""
 
-    def __init__(self, in_channels: int, skip_channels: int, out_channels: int) -> None:
+    def __init__(
+        self, in_channels: int, skip_channels: int, out_channels: int, attention: bool = False
+    ) -> None:
         super().__init__()
         self.convs = nn.Sequential(
             conv_bn_relu(in_channels + skip_channels, out_channels),
             conv_bn_relu(out_channels, out_channels),
         )
+        self.attention = SelfAttention2d(out_channels) if attention else nn.Identity()
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-        return self.convs(torch.cat((x, skip), dim=1))
+        return self.attention(self.convs(torch.cat((x, skip), dim=1)))
 
 
 class TimmUNet(nn.Module):
-    """timm encoder (strides 2..32) + U-Net decoder back to full resolution; ab out, tanh."""
+    """timm encoder (strides 2..32) + U-Net decoder back to full resolution; ab out, tanh.
+
+    ``attention`` adds self-attention after the decoder block at 1/8 of the input size.
+    """
 
     def __init__(
         self,
@@ -45,6 +52,7 @@ class TimmUNet(nn.Module):
         pretrained: bool = True,
         decoder_channels: tuple[int, ...] = (192, 96, 64, 32, 24),
         out_channels: int = 2,
+        attention: bool = False,
     ) -> None:
         super().__init__()
         self.encoder = create_backbone(encoder, pretrained=pretrained, features_only=True)
@@ -58,8 +66,10 @@ class TimmUNet(nn.Module):
         # from the deepest features up: skip i-1 joins at each level, the input L at the top
         ins = [skips[-1], *decoder_channels[:-1]]
         skip_ins = [*reversed(skips[:-1]), 1]
+        reductions = [*reversed(self.encoder.feature_info.reduction()[:-1]), 1]
         self.decoder = nn.ModuleList(
-            DecoderBlock(i, s, o) for i, s, o in zip(ins, skip_ins, decoder_channels)
+            DecoderBlock(i, s, o, attention=attention and r == 8)
+            for i, s, o, r in zip(ins, skip_ins, decoder_channels, reductions)
         )
         self.head = nn.Conv2d(decoder_channels[-1], out_channels, 3, padding=1)
         init_normal_(self, skip=self.encoder)

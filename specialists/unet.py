@@ -1,13 +1,16 @@
 """The pix2pix U-Net generator (Isola et al.), built recursively from the middle out.
 
-L (1 channel, normalised) in, ab (2 channels, tanh) out. ``num_downs`` halvings: the input
-side must be a multiple of ``2 ** num_downs`` (``stride``).
+L (1 channel, normalised) in, ab (2 channels, tanh) out, or sRGB (3 channels) for the
+write-up's RGB baseline (``output_space="rgb"``, see ``specialists.output``). ``num_downs``
+halvings: the input side must be a multiple of ``2 ** num_downs`` (``stride``).
 """
 
 import torch
 from torch import nn
 
+from .attention import SelfAttention2d
 from .init import init_normal_
+from .output import OUTPUT_CHANNELS
 
 
 def norm_layer(kind: str, channels: int) -> nn.Module:
@@ -21,7 +24,10 @@ def norm_layer(kind: str, channels: int) -> nn.Module:
 
 
 class UNetBlock(nn.Module):
-    """One level: down-conv, the ``inner`` levels, up-conv, and the skip connection."""
+    """One level: down-conv, the ``inner`` levels, up-conv, and the skip connection.
+
+    ``attention`` adds self-attention on the up-conv's output, before the skip joins it.
+    """
 
     def __init__(
         self,
@@ -32,6 +38,7 @@ class UNetBlock(nn.Module):
         out_channels: int | None = None,
         norm: str = "batch",
         dropout: bool = False,
+        attention: bool = False,
     ) -> None:
         super().__init__()
         self.outermost = out_channels is not None
@@ -49,6 +56,10 @@ class UNetBlock(nn.Module):
             layers += [nn.ReLU(True), up, norm_layer(norm, outer)]
             if dropout:
                 layers.append(nn.Dropout(0.5))
+        if attention:
+            if self.outermost:
+                raise ValueError("self-attention belongs inside the U-Net, not on its output")
+            layers.append(SelfAttention2d(outer))
         self.model = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -58,26 +69,34 @@ class UNetBlock(nn.Module):
 
 
 class UNetGenerator(nn.Module):
-    """Configurable-width, configurable-depth pix2pix U-Net."""
+    """Configurable-width, configurable-depth pix2pix U-Net.
+
+    ``attention`` puts SAGAN self-attention in the decoder at 1/8 of the input size (the
+    ``ngf * 4`` level): coarse enough to be cheap, fine enough to relate image regions.
+    """
 
     def __init__(
         self,
         in_channels: int = 1,
-        out_channels: int = 2,
         ngf: int = 64,
         num_downs: int = 8,
         norm: str = "batch",
         dropout: bool = True,
+        attention: bool = False,
+        output_space: str = "ab",
     ) -> None:
         super().__init__()
         if num_downs < 5:
             raise ValueError("num_downs must be at least 5")
         self.stride = 2**num_downs
+        self.output_space = output_space
         block = UNetBlock(ngf * 8, ngf * 8, norm=norm)
         for _ in range(num_downs - 5):
             block = UNetBlock(ngf * 8, ngf * 8, block, norm=norm, dropout=dropout)
         for mult in (4, 2, 1):
-            block = UNetBlock(ngf * mult, ngf * mult * 2, block, norm=norm)
+            sa = attention and mult == 4
+            block = UNetBlock(ngf * mult, ngf * mult * 2, block, norm=norm, attention=sa)
+        out_channels = OUTPUT_CHANNELS[output_space]
         self.model = UNetBlock(ngf, ngf, block, in_channels=in_channels, out_channels=out_channels)
         init_normal_(self)
 
