@@ -3,6 +3,7 @@ import torch
 
 import discriminators
 import specialists
+from specialists.output import OUTPUT_CHANNELS, output_space, to_ab
 
 
 def _generator(name: str) -> torch.nn.Module:
@@ -17,8 +18,10 @@ def test_generator_maps_l_to_ab(name):
     size = model.stride
     with torch.no_grad():
         out = model(torch.rand(2, 1, size, size) * 2 - 1)
-    assert out.shape == (2, 2, size, size)
+    # ab (2 channels) for most, sRGB (3) for an RGB baseline; to_ab gives ab for both
+    assert out.shape == (2, OUTPUT_CHANNELS[output_space(model)], size, size)
     assert out.abs().max() <= 1.0
+    assert to_ab(model, out).shape == (2, 2, size, size)
     assert model.spec["name"] == name
 
 
@@ -28,8 +31,11 @@ def test_discriminator_gives_patch_logits(name, spectral_norm):
     model = discriminators.create_model(name, spectral_norm=spectral_norm).eval()
     with torch.no_grad():
         out = model(torch.zeros(2, 1, 128, 128), torch.zeros(2, 2, 128, 128))
-    # the 70x70 PatchGAN: three stride-2 convs and two stride-1 convs
-    assert out.shape == (2, 1, 14, 14)
+    # the 70x70 PatchGAN: three stride-2 convs and two stride-1 convs; a multi-scale one
+    # gives a list, one such map per scale, each scale seeing the image at half the size
+    scales = out if isinstance(out, list) else [out]
+    assert scales[0].shape == (2, 1, 14, 14)
+    assert [tuple(s.shape) for s in scales[1:]] == [(2, 1, 6, 6), (2, 1, 2, 2)][: len(scales) - 1]
 
 
 def test_unet_depth_and_width_are_configurable():

@@ -1,14 +1,54 @@
-"""GAN losses: 'vanilla' (binary cross-entropy on logits, pix2pix) or 'lsgan' (least squares)."""
+"""GAN losses: 'vanilla' (binary cross-entropy on logits, pix2pix) or 'lsgan' (least squares).
+
+A discriminator returns patch logits: one tensor, or (multi-scale) a list with one tensor
+per image scale; the losses take the mean over scales, so a loss weight means the same
+whichever discriminator is used.
+"""
+
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+Logits = torch.Tensor | Sequence[torch.Tensor]
 
 
-def gan_loss(logits: torch.Tensor, real: bool, mode: str = "vanilla") -> torch.Tensor:
+def gan_loss(logits: Logits, real: bool, mode: str = "vanilla") -> torch.Tensor:
     """Loss pushing patch ``logits`` towards 'real' (True) or 'fake' (False)."""
+    if not isinstance(logits, torch.Tensor):
+        return torch.stack([gan_loss(scale, real, mode) for scale in logits]).mean()
     target = torch.ones_like(logits) if real else torch.zeros_like(logits)
     if mode == "vanilla":
         return F.binary_cross_entropy_with_logits(logits, target)
     if mode == "lsgan":
         return F.mse_loss(logits, target)
     raise ValueError(f"unknown GAN loss {mode!r}: use vanilla or lsgan")
+
+
+def halves(logits: Logits) -> tuple[Logits, Logits]:
+    """Split the logits of a batch made of two stacked halves (fake, then real), per scale."""
+    if isinstance(logits, torch.Tensor):
+        first, second = logits.chunk(2)
+        return first, second
+    pairs = [scale.chunk(2) for scale in logits]
+    return [a for a, _ in pairs], [b for _, b in pairs]
+
+
+def matched_features(
+    discriminator: nn.Module, l_norm: torch.Tensor, fake: torch.Tensor, real: torch.Tensor
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """pix2pixHD feature matching: (the fake's logits per scale, the feature-matching loss).
+
+    The loss is the L1 distance between the discriminator's intermediate activations for the
+    fake and for the real ab, averaged over layers and scales; the real side is a fixed
+    target (no gradient). It needs a discriminator with ``features(l_norm, ab_norm)``.
+    """
+    fake_features = discriminator.features(l_norm, fake)
+    with torch.no_grad():
+        real_features = discriminator.features(l_norm, real)
+    per_scale = [
+        torch.stack([F.l1_loss(f, r) for f, r in zip(fakes[:-1], reals[:-1])]).mean()
+        for fakes, reals in zip(fake_features, real_features)
+    ]
+    return [fakes[-1] for fakes in fake_features], torch.stack(per_scale).mean()

@@ -20,6 +20,7 @@ COLUMNS = [
     "images_per_s",
     "loss_l1",
     "loss_g_gan",
+    "loss_g_fm",
     "loss_d",
     "val_psnr",
     "val_psnr_gray",
@@ -66,8 +67,8 @@ def plot_losses(csv_path: Path, png_path: Path) -> None:
     if not rows:
         return
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for key in ("loss_l1", "loss_g_gan", "loss_d"):
-        points = [(int(r["step"]), float(r[key])) for r in rows if r[key]]
+    for key in ("loss_l1", "loss_g_gan", "loss_g_fm", "loss_d"):
+        points = [(int(r["step"]), float(r[key])) for r in rows if r.get(key)]
         if points:
             axes[0].plot(*zip(*points), label=key)
     axes[0].set_xlabel("step")

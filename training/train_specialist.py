@@ -38,8 +38,9 @@ from specialists.checkpoint import (
     write_json,
 )
 from specialists.lab import join_lab, split_lab
+from specialists.output import predict_ab, to_ab
 from training.data import ColourPhotos, find_images, scan_images
-from training.losses import gan_loss
+from training.losses import gan_loss, halves, matched_features
 from training.metrics import colourfulness, psnr
 from training.monitor import MetricsLog, plot_losses, save_sample_grid
 from training.optim_state import optimizer_from_tensors, optimizer_to_tensors
@@ -81,6 +82,7 @@ class TrainConfig:
     lr_decay_from: float = 0.5
     l1_weight: float = 100.0
     gan_weight: float = 1.0
+    feature_matching: float = 0.0
     gan_mode: str = "vanilla"
     warmup_steps: int = 0
     freeze_encoder_steps: int = 0
@@ -164,15 +166,41 @@ class Distributed:
         ids = [device.index] if device.type == "cuda" else None
         return DistributedDataParallel(module, device_ids=ids)
 
+    def _tensor(self, values: list[float], dtype: torch.dtype) -> torch.Tensor:
+        device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+        return torch.tensor(values, dtype=dtype, device=device)
+
     def mean(self, values: dict[str, float]) -> dict[str, float]:
         """Average logged numbers over ranks (each saw only its share of the batch)."""
         if self.world == 1 or not values:
             return values
         keys = sorted(values)
-        backend_device = "cuda" if dist.get_backend() == "nccl" else "cpu"
-        total = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=backend_device)
+        total = self._tensor([values[k] for k in keys], torch.float64)
         dist.all_reduce(total)
         return {k: v / self.world for k, v in zip(keys, total.tolist())}
+
+    def agree(self, values: dict[str, int]) -> None:
+        """Stop unless every process sees the same numbers (checkpoint step, photos).
+
+        Each process reads the checkpoint and the photos itself: on several machines, one
+        that sees other files would take other steps and leave the rest waiting forever.
+        """
+        if self.world == 1:
+            return
+        high = self._tensor(list(values.values()), torch.int64)
+        low = -high
+        dist.all_reduce(high, op=dist.ReduceOp.MAX)
+        dist.all_reduce(low, op=dist.ReduceOp.MAX)
+        differ = [
+            f"{name} ({-lo} to {hi})"
+            for name, hi, lo in zip(values, high.tolist(), low.tolist())
+            if hi != -lo
+        ]
+        if differ:
+            raise UsageError(
+                f"the {self.world} processes see different {', '.join(differ)}: every machine "
+                "needs the same --data, and --out on storage they all share"
+            )
 
     def barrier(self) -> None:
         if self.world > 1:
@@ -232,7 +260,7 @@ def fixed_samples(dataset: ColourPhotos, count: int) -> torch.Tensor:
 def colourize(generator: nn.Module, rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(grey, colourized) RGB for a batch of true-colour RGB."""
     l_norm, _ = split_lab(rgb)
-    pred = join_lab(l_norm, generator(l_norm))
+    pred = join_lab(l_norm, predict_ab(generator, l_norm))
     grey = join_lab(l_norm, torch.zeros_like(l_norm).expand(-1, 2, -1, -1))
     return grey, pred
 
@@ -317,6 +345,7 @@ def train(config: TrainConfig) -> dict:
         step = saved["step"]
     else:
         generator, discriminator = build_models(config)
+    ddp.agree({"checkpoint steps": step, "numbers of training photos": len(train_set)})
     stride = getattr(generator, "stride", 1)
     if config.size % stride:
         raise UsageError(f"--size {config.size} must be a multiple of {config.arch}'s {stride}")
@@ -418,13 +447,13 @@ def train(config: TrainConfig) -> dict:
                     set_requires_grad(encoder, encoder_trainable)
                     g_model = ddp.wrap(generator, device)
                 l_norm, ab = split_lab(rgb.to(device))
-                fake = g_model(l_norm)
+                fake = to_ab(generator, g_model(l_norm))  # RGB generators too
                 adversarial = step >= config.warmup_steps
                 if adversarial:
                     # real and fake in one forward: one set of batch statistics, one DDP pass
                     set_requires_grad(discriminator, True)
                     logits = d_model(torch.cat((l_norm, l_norm)), torch.cat((fake.detach(), ab)))
-                    fake_logits, real_logits = logits.chunk(2)
+                    fake_logits, real_logits = halves(logits)  # per scale if multi-scale
                     loss_d = 0.5 * (
                         gan_loss(fake_logits, False, config.gan_mode)
                         + gan_loss(real_logits, True, config.gan_mode)
@@ -438,7 +467,13 @@ def train(config: TrainConfig) -> dict:
                 loss_g = config.l1_weight * loss_l1
                 if adversarial:
                     # the frozen D needs no gradient sync: call the bare module
-                    loss_gan = gan_loss(discriminator(l_norm, fake), True, config.gan_mode)
+                    if config.feature_matching:
+                        fake_logits, loss_fm = matched_features(discriminator, l_norm, fake, ab)
+                        loss_g = loss_g + config.feature_matching * loss_fm
+                        running["loss_g_fm"] += loss_fm.item()
+                    else:
+                        fake_logits = discriminator(l_norm, fake)
+                    loss_gan = gan_loss(fake_logits, True, config.gan_mode)
                     loss_g = loss_g + config.gan_weight * loss_gan
                     running["loss_g_gan"] += loss_gan.item()
                 opt_g.zero_grad(set_to_none=True)
@@ -548,6 +583,13 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     )
     parser.add_argument("--l1-weight", type=float, default=defaults.l1_weight)
     parser.add_argument("--gan-weight", type=float, default=defaults.gan_weight)
+    parser.add_argument(
+        "--feature-matching",
+        type=float,
+        default=defaults.feature_matching,
+        metavar="WEIGHT",
+        help="pix2pixHD feature-matching L1 on the discriminator's activations (0: off)",
+    )
     parser.add_argument("--gan-mode", default=defaults.gan_mode, choices=["vanilla", "lsgan"])
     parser.add_argument(
         "--warmup-steps",
