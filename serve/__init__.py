@@ -1,0 +1,21 @@
+"""Serving: safe image I/O, the Colorizer pipeline and the ``colorize`` command line."""
+
+from .colorizer import FORCED, JUDGE, ROUTER, Colorizer, ColorizeResult
+from .imageio import ImageReadError, Photo, from_pil, read_image, save_image
+from .weights import WeightsError, default_weights_dir, locate_weights
+
+__all__ = [
+    "FORCED",
+    "JUDGE",
+    "ROUTER",
+    "ColorizeResult",
+    "Colorizer",
+    "ImageReadError",
+    "Photo",
+    "WeightsError",
+    "default_weights_dir",
+    "from_pil",
+    "locate_weights",
+    "read_image",
+    "save_image",
+]

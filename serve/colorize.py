@@ -1,0 +1,468 @@
+"""Colourize photos, folders and globs from the command line.
+
+    python -m serve.colorize scans/ 'more/**/*.tif' -o coloured/ --report run.jsonl
+
+Outputs mirror the input tree under the output folder. Each input gets one JSON line in
+the report (input, output, domain, confidence, probs, strategy, scores, seconds, error ...).
+A broken photo is reported by name with a reason and the run carries on.
+
+Exit codes: 0 all done, 1 some inputs failed (the rest are done and reported), 2 usage
+error (bad arguments, missing weights, an output folder that would swallow its inputs).
+"""
+
+import argparse
+import glob
+import hashlib
+import json
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from .colorizer import JUDGE, Colorizer, ColorizeResult
+from .imageio import (
+    IMAGE_SUFFIXES,
+    MAX_SIDE,
+    SAVE_FORMATS,
+    ImageReadError,
+    Photo,
+    read_image,
+    save_image,
+)
+from .weights import WeightsError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Arguments that cannot work; reported in one line, exit code 2."""
+
+
+@dataclass
+class Job:
+    """One input file and where its colour goes."""
+
+    source: Path
+    relative: str  # posix path below the common input root (decides the shard)
+    output: Path
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` -> (K, N), 0 <= K < N: this run takes the K-th of N shards."""
+    try:
+        k, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected K/N, e.g. 0/8") from None
+    if n < 1 or not 0 <= k < n:
+        raise argparse.ArgumentTypeError(f"{text!r}: need 0 <= K < N")
+    return k, n
+
+
+def shard_of(relative: str, count: int) -> int:
+    """The shard of a file, from a hash of its relative path alone.
+
+    It does not depend on the other files, so jobs that list the archive at different
+    times (a file added meanwhile) still agree on who does what.
+    """
+    digest = hashlib.sha256(relative.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % count
+
+
+def _is_candidate(path: Path, root: Path) -> bool:
+    """An image file found under a folder (hidden files and folders skipped)."""
+    parts = path.relative_to(root).parts
+    return path.suffix.lower() in IMAGE_SUFFIXES and not any(p.startswith(".") for p in parts)
+
+
+def _walk(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and _is_candidate(p, folder))
+
+
+def _glob_base(pattern: str) -> Path:
+    """The folder part of a glob before its first wildcard."""
+    parts = Path(pattern).parts
+    fixed = []
+    for part in parts:
+        if glob.has_magic(part):
+            break
+        fixed.append(part)
+    return Path(*fixed) if fixed else Path(".")
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def expand_inputs(args: Sequence[str], out_dir: Path, fmt: str) -> list[Job]:
+    """Files, folders (recursive) and globs -> jobs with mirrored output paths.
+
+    Raises :class:`UsageError` for inputs that do not exist and for an output folder that
+    overlaps the inputs (a later run would read its own outputs, or an input be replaced).
+    """
+    found: list[tuple[Path, Path]] = []  # (file, the root it mirrors from)
+    recursive_roots: list[Path] = []
+    for arg in args:
+        path = Path(arg)
+        if path.is_dir():
+            found += [(f, path) for f in _walk(path)]
+            recursive_roots.append(path)
+        elif path.is_file():
+            found.append((path, path.parent))
+        elif glob.has_magic(arg):
+            base = _glob_base(arg)
+            matches = sorted(glob.glob(arg, recursive=True))
+            if not matches:
+                raise UsageError(f"{arg}: no file matches this pattern")
+            for match in map(Path, matches):
+                if match.is_dir():
+                    found += [(f, base) for f in _walk(match)]
+                    recursive_roots.append(match)
+                elif match.is_file() and not match.name.startswith("."):
+                    found.append((match, base))
+            if "**" in arg:
+                recursive_roots.append(base)
+        else:
+            raise UsageError(f"{arg}: no such file or folder")
+    out_real = out_dir.resolve()
+    for root in recursive_roots:
+        if _inside(out_real, root.resolve()):
+            raise UsageError(
+                f"{out_dir}: output folder is inside the input {root}; a later run would read "
+                "its own outputs as inputs. Choose an output folder outside the inputs."
+            )
+    unique: dict[str, tuple[Path, Path]] = {}
+    for file, root in found:
+        unique.setdefault(os.path.abspath(file), (file, root))
+    if not unique:
+        return []
+    common = Path(os.path.commonpath([os.path.abspath(r) for _, r in unique.values()]))
+    jobs: list[Job] = []
+    for absolute, (file, _) in sorted(unique.items()):
+        if _inside(Path(file).resolve(), out_real):
+            raise UsageError(f"{file}: input is inside the output folder {out_dir}")
+        relative = Path(absolute).relative_to(common).as_posix()
+        jobs.append(Job(file, relative, out_dir / Path(relative).with_suffix(f".{fmt}")))
+    # photo.jpg and photo.tif would both become photo.png: those keep their suffix.
+    clashes = Counter(job.output for job in jobs)
+    for job in jobs:
+        if clashes[job.output] > 1:
+            job.output = out_dir / f"{job.relative}.{fmt}"
+    return jobs
+
+
+def _round(values: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 4) for k, v in values.items()}
+
+
+def report_line(
+    job: Job,
+    result: ColorizeResult | None,
+    seconds: float,
+    error: str | None = None,
+    skipped: bool = False,
+    size: tuple[int, int] | None = None,
+) -> dict:
+    """One report record (the schema is in the README)."""
+    confidence = result.confidence if result is not None else None
+    return {
+        "input": str(job.source),
+        "output": str(job.output) if (result is not None or skipped) else None,
+        "domain": result.domain if result else None,
+        "confidence": round(confidence, 4) if confidence is not None else None,
+        "probs": _round(result.probs) if result else {},
+        "strategy": result.strategy if result else None,
+        "scores": _round(result.scores) if result else {},
+        "seconds": round(seconds, 4),
+        "error": error,
+        "skipped": skipped,
+        "already_colour": result.already_colour if result else None,
+        "size": list(size) if size is not None else None,
+        "model_size": list(result.model_size) if result else None,
+        "notes": result.notes if result else [],
+    }  # fmt: skip
+
+
+BATCH_PIXELS = 4_000_000  # a batch stops growing here: big scans are coloured one at a time
+
+
+def _read(job: Job, max_pixels: int) -> tuple[Photo | ImageReadError, float]:
+    start = time.perf_counter()
+    try:
+        photo: Photo | ImageReadError = read_image(job.source, MAX_SIDE, max_pixels)
+    except ImageReadError as exc:
+        photo = exc
+    return photo, time.perf_counter() - start
+
+
+def _batches(
+    jobs: list[Job], size: int, max_pixels: int
+) -> Iterator[list[tuple[Job, Photo | ImageReadError, float]]]:
+    """Decoded photos in batches of at most ``size`` photos and about BATCH_PIXELS pixels."""
+    batch: list[tuple[Job, Photo | ImageReadError, float]] = []
+    pixels = 0
+    for job in jobs:
+        photo, seconds = _read(job, max_pixels)
+        batch.append((job, photo, seconds))
+        if isinstance(photo, Photo):
+            pixels += photo.size[0] * photo.size[1]
+        if len(batch) >= size or pixels >= BATCH_PIXELS:
+            yield batch
+            batch, pixels = [], 0
+    if batch:
+        yield batch
+
+
+def _save(image: Image.Image, path: Path, fmt: str) -> tuple[str | None, float]:
+    """Write one output (in the writer thread); returns (error or None, seconds)."""
+    start = time.perf_counter()
+    try:
+        save_image(image, path, fmt)
+        error = None
+    except OSError as exc:
+        error = f"cannot write {path} ({exc.strerror or exc})"
+    return error, time.perf_counter() - start
+
+
+@dataclass
+class Summary:
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    fallbacks: int = 0
+    already_colour: int = 0
+    seconds: float = 0.0
+    domains: Counter = field(default_factory=Counter)
+
+    def text(self) -> str:
+        rate = self.done / self.seconds if self.seconds > 0 else 0.0
+        domains = ", ".join(f"{d} {n}" for d, n in sorted(self.domains.items())) or "none"
+        return (
+            f"colourized {self.done} photo(s) in {self.seconds:.1f} s ({rate:.2f} images/s); "
+            f"per domain: {domains}; {self.fallbacks} by the judge (router unsure); "
+            f"{self.already_colour} already in colour; {self.skipped} skipped (output exists); "
+            f"{self.failed} failed"
+        )
+
+
+def _colour_batch(
+    colorizer: Colorizer, photos: list[Photo], domain: str | None
+) -> list[ColorizeResult | str]:
+    """Colour a batch; if it fails as a whole, retry one by one so one bad photo stays alone."""
+    try:
+        return list(colorizer.colorize_batch(photos, domain))
+    except Exception:  # noqa: BLE001 - isolate the photo that breaks the batch
+        if len(photos) == 1:
+            exc_type, exc, _ = sys.exc_info()
+            return [f"colourizing failed ({exc_type.__name__}: {exc})"]
+    out: list[ColorizeResult | str] = []
+    for photo in photos:
+        out += _colour_batch(colorizer, [photo], domain)
+    return out
+
+
+def run(
+    colorizer: Colorizer,
+    jobs: list[Job],
+    report: TextIO | None,
+    *,
+    domain: str | None = None,
+    batch_size: int = 4,
+    fmt: str = "png",
+    skip_existing: bool = False,
+    max_pixels: int = 64_000_000,
+    progress: bool = True,
+) -> Summary:
+    """Colour ``jobs`` (already sharded) and write the report; returns the tallies.
+
+    A writer thread encodes and writes one batch's outputs while the next batch colours.
+    """
+    summary = Summary()
+
+    def emit(record: dict) -> None:
+        if report is not None:
+            report.write(json.dumps(record) + "\n")
+            report.flush()
+
+    def fail(job: Job, error: str, seconds: float, size: tuple[int, int] | None = None) -> None:
+        summary.failed += 1
+        bar.write(f"error: {job.source}: {error}", file=sys.stderr)
+        emit(report_line(job, None, seconds, error=error, size=size))
+
+    def finish(pending: list) -> None:
+        """Wait for a batch's writes, then report it (a reported output is on disk)."""
+        for job, size, result, seconds, future in pending:
+            error, save_seconds = future.result()
+            if error is not None:
+                fail(job, error, seconds + save_seconds, size)
+            else:
+                summary.done += 1
+                summary.domains[result.domain] += 1
+                summary.fallbacks += result.strategy == JUDGE
+                summary.already_colour += result.already_colour
+                emit(report_line(job, result, seconds + save_seconds, size=size))
+            bar.update()
+
+    todo = []
+    for job in jobs:
+        if skip_existing and job.output.is_file():
+            summary.skipped += 1
+            emit(report_line(job, None, 0.0, skipped=True))
+        else:
+            todo.append(job)
+    start = time.perf_counter()
+    bar = tqdm(total=len(jobs), initial=summary.skipped, unit="photo", disable=not progress)
+    pending: list = []
+    with bar, ThreadPoolExecutor(max_workers=1) as writer:
+        for batch in _batches(todo, batch_size, max_pixels):
+            ready = []
+            for job, photo, seconds in batch:
+                if isinstance(photo, ImageReadError):
+                    fail(job, photo.reason, seconds)
+                    bar.update()
+                else:
+                    ready.append((job, photo, seconds))
+            if not ready:
+                continue
+            colour_start = time.perf_counter()
+            results = _colour_batch(colorizer, [photo for _, photo, _ in ready], domain)
+            share = (time.perf_counter() - colour_start) / len(ready)
+            finish(pending)
+            pending = []
+            for (job, photo, seconds), result in zip(ready, results):
+                if isinstance(result, str):
+                    fail(job, result, seconds + share, photo.size)
+                    bar.update()
+                    continue
+                future = writer.submit(_save, result.image, job.output, fmt)
+                pending.append((job, photo.size, result, seconds + share, future))
+            del batch, ready, results  # only the outputs being written stay in memory
+        finish(pending)
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="colorize",
+        description="Colourize black-and-white photos with routed domain specialists.",
+        epilog="Exit codes: 0 all done, 1 some inputs failed, 2 usage error.",
+    )
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders or globs")
+    parser.add_argument("-o", "--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--weights", type=Path, help="weights folder (default: the shipped one)")
+    parser.add_argument("--report", type=Path, help="write one JSON line per input here")
+    parser.add_argument("--domain", help="force this specialist (no routing)")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        help="router confidence needed to trust one specialist (default: the router's); "
+        "0 never falls back, above 1 always does",
+    )
+    parser.add_argument("--size", type=int, help="model resolution, short side in pixels")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default auto)")
+    parser.add_argument("--batch-size", type=int, default=4, help="photos per forward pass")
+    parser.add_argument("--format", choices=sorted(SAVE_FORMATS), default="png")
+    parser.add_argument("--skip-existing", action="store_true", help="resume: skip done outputs")
+    parser.add_argument(
+        "--shard", type=parse_shard, metavar="K/N", help="take shard K of N (0-based)"
+    )
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores)")
+    parser.add_argument(
+        "--max-megapixels", type=float, default=64.0, help="refuse larger photos (default 64)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def _device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: CUDA is not available on this machine")
+    try:
+        torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"--device {name}: not a device torch knows") from None
+    return name
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _main(args)
+    except UsageError as exc:
+        print(f"colorize: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except WeightsError as exc:
+        print(f"colorize: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("colorize: interrupted; run again with --skip-existing to resume", file=sys.stderr)
+        return 130
+
+
+def _main(args: argparse.Namespace) -> int:
+    for name, value, low in (("--batch-size", args.batch_size, 1), ("--size", args.size, 32)):
+        if value is not None and value < low:
+            raise UsageError(f"{name} must be at least {low}")
+    if args.threshold is not None and args.threshold < 0:
+        raise UsageError("--threshold must be >= 0")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UsageError("--threads must be at least 1")
+        torch.set_num_threads(args.threads)
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"{args.out}: exists and is not a folder")
+    device = _device(args.device)
+    jobs = expand_inputs(args.inputs, args.out, args.format)
+    total = len(jobs)
+    if args.shard is not None:
+        k, n = args.shard
+        jobs = [job for job in jobs if shard_of(job.relative, n) == k]
+    load_start = time.perf_counter()
+    colorizer = Colorizer.from_weights(args.weights, device, args.size, args.threshold)
+    if args.domain is not None and args.domain not in colorizer.domains:
+        known = ", ".join(colorizer.domains)
+        raise UsageError(f"--domain {args.domain}: no such specialist (have {known})")
+    for warning in colorizer.warnings:
+        print(f"colorize: warning: {warning}", file=sys.stderr)
+    shard = f" (shard {args.shard[0]}/{args.shard[1]} of {total})" if args.shard else ""
+    print(
+        f"colorize: {len(jobs)} input(s){shard}; models loaded in "
+        f"{time.perf_counter() - load_start:.1f} s on {device}, size {colorizer.size}",
+        file=sys.stderr,
+    )
+    report = None
+    if args.report is not None:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        report = open(args.report, "a" if args.skip_existing else "w", encoding="utf-8")
+    try:
+        summary = run(
+            colorizer,
+            jobs,
+            report,
+            domain=args.domain,
+            batch_size=args.batch_size,
+            fmt=args.format,
+            skip_existing=args.skip_existing,
+            max_pixels=int(args.max_megapixels * 1e6),
+            progress=not args.no_progress,
+        )
+    finally:
+        if report is not None:
+            report.close()
+    print(f"colorize: {summary.text()}", file=sys.stderr)
+    return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

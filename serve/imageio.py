@@ -1,0 +1,226 @@
+"""Safe image decoding and atomic saving for serving.
+
+Every photo, whatever its format, becomes a :class:`Photo`: upright (EXIF orientation
+applied), pixels as grey ``(H, W)`` or RGB ``(H, W, 3)`` in uint8 or uint16 (16-bit scans
+keep their precision), an optional alpha channel, and notes on what was done to it.
+
+Hostile or broken files end in an :class:`ImageReadError` naming the file and the reason,
+never a traceback: the size a header declares is checked *before* any pixel is decoded
+(a decompression bomb never gets to allocate), only plain raster formats are opened (no
+EPS, whose plugin runs Ghostscript), and truncated data is refused rather than padded.
+"""
+
+import os
+import uuid
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+MAX_SIDE = 16384
+MAX_PIXELS = 64_000_000
+# Plain raster formats only: Pillow's EPS plugin shells out to Ghostscript. (Phones' MPO
+# files open through the JPEG plugin.)
+FORMATS = ("JPEG", "PNG", "TIFF", "WEBP", "GIF", "BMP", "PPM", "TGA", "JPEG2000")
+IMAGE_SUFFIXES = {
+    ".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp", ".gif", ".bmp",
+    ".ppm", ".pgm", ".pbm", ".tga", ".jp2", ".j2k",
+}  # fmt: skip
+_SUFFIX_FORMATS = {
+    ".jpg": {"JPEG", "MPO"}, ".jpeg": {"JPEG", "MPO"}, ".jpe": {"JPEG", "MPO"},
+    ".png": {"PNG"}, ".tif": {"TIFF"}, ".tiff": {"TIFF"}, ".webp": {"WEBP"},
+    ".gif": {"GIF"}, ".bmp": {"BMP"}, ".ppm": {"PPM"}, ".pgm": {"PPM"}, ".pbm": {"PPM"},
+    ".tga": {"TGA"}, ".jp2": {"JPEG2000"}, ".j2k": {"JPEG2000"},
+}  # fmt: skip
+# Mean max-min channel spread (0..255) on a 64x64 thumbnail, as training.data.is_colour
+# decides which photos can teach colour: below it, an RGB file is a grey photo.
+COLOUR_SPREAD = 2.0
+_SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+SAVE_FORMATS = {"png": "PNG", "jpg": "JPEG"}
+
+
+class ImageReadError(Exception):
+    """A file that cannot be used as a photo; ``str()`` is "<file>: <reason>"."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+@dataclass
+class Photo:
+    """A decoded, upright photo ready for colouring."""
+
+    pixels: np.ndarray  # (H, W) grey or (H, W, 3) RGB, uint8 or uint16
+    alpha: np.ndarray | None = None  # (H, W) uint8, kept for the output
+    already_colour: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height), as PIL gives it."""
+        return self.pixels.shape[1], self.pixels.shape[0]
+
+    @property
+    def max_value(self) -> int:
+        return 65535 if self.pixels.dtype == np.uint16 else 255
+
+
+def check_dimensions(
+    width: int, height: int, max_side: int = MAX_SIDE, max_pixels: int = MAX_PIXELS
+) -> str | None:
+    """Why a photo of this declared size is refused, or None when it is acceptable."""
+    if width < 1 or height < 1:
+        return f"header declares an empty image ({width}x{height})"
+    if max(width, height) > max_side or width * height > max_pixels:
+        return (
+            f"refused before decoding: header declares {width}x{height} pixels "
+            f"(limits: {max_side} a side, {max_pixels / 1e6:g} megapixels)"
+        )
+    return None
+
+
+def _is_colour(rgb: np.ndarray) -> bool:
+    thumb = Image.fromarray(_to_uint8(rgb)).resize((64, 64), Image.Resampling.BILINEAR)
+    small = np.asarray(thumb, dtype=np.int16)
+    return float((small.max(axis=2) - small.min(axis=2)).mean()) >= COLOUR_SPREAD
+
+
+def _to_uint8(pixels: np.ndarray) -> np.ndarray:
+    if pixels.dtype == np.uint8:
+        return pixels
+    return (pixels.astype(np.uint32) * 255 // 65535).astype(np.uint8)
+
+
+def _sixteen_bit(image: Image.Image) -> np.ndarray:
+    """A 16-bit (or 32-bit integer) grey image as uint16, keeping its precision."""
+    array = np.asarray(image)
+    if array.dtype != np.uint16:
+        array = np.clip(array, 0, 65535).astype(np.uint16)
+    return array
+
+
+def from_pil(image: Image.Image) -> Photo:
+    """Normalise any PIL image to a :class:`Photo` (upright, grey or RGB, alpha apart).
+
+    Used for files (via :func:`read_image`) and for in-memory images (an upload in the app).
+    """
+    notes: list[str] = []
+    orientation = image.getexif().get(0x0112, 1)
+    if orientation not in (1, None):
+        image = ImageOps.exif_transpose(image)
+        notes.append(f"EXIF orientation {orientation} applied")
+    mode = image.mode
+    alpha = None
+    if mode in _SIXTEEN_BIT_MODES:
+        notes.append("16-bit grey")
+        return Photo(_sixteen_bit(image), None, False, notes)
+    if mode == "F":
+        array = np.asarray(image, dtype=np.float32)
+        scale = 65535.0 if float(array.max(initial=0.0)) <= 1.0 else 1.0
+        notes.append("32-bit float grey")
+        return Photo(np.clip(array * scale, 0, 65535).astype(np.uint16), None, False, notes)
+    if mode in ("P", "PA"):
+        transparent = mode == "PA" or "transparency" in image.info
+        image = image.convert("RGBA" if transparent else "RGB")
+        notes.append("palette")
+    elif mode == "CMYK":
+        image = image.convert("RGB")
+        notes.append("CMYK converted to RGB")
+    elif mode == "1":
+        image = image.convert("L")
+    elif mode in ("LA", "La"):
+        image = image.convert("LA")
+    elif mode in ("RGBa", "RGBA"):
+        image = image.convert("RGBA")
+    elif mode not in ("L", "RGB"):
+        image = image.convert("RGB")
+        notes.append(f"{mode} converted to RGB")
+    if image.mode in ("LA", "RGBA"):
+        alpha = np.asarray(image.getchannel("A")).copy()
+        image = image.convert(image.mode[:-1])
+    pixels = np.asarray(image)
+    if pixels.ndim == 3:
+        if np.array_equal(pixels[..., 0], pixels[..., 1]) and np.array_equal(
+            pixels[..., 0], pixels[..., 2]
+        ):
+            pixels = pixels[..., 0]
+        elif _is_colour(pixels):
+            notes.append("already in colour: recoloured from its luminance")
+            return Photo(np.ascontiguousarray(pixels), alpha, True, notes)
+    return Photo(np.ascontiguousarray(pixels), alpha, False, notes)
+
+
+def _formats() -> list[str]:
+    """The allowed formats this Pillow build can open."""
+    Image.init()
+    return [name for name in FORMATS if name in Image.OPEN]
+
+
+def read_image(path: str | Path, max_side: int = MAX_SIDE, max_pixels: int = MAX_PIXELS) -> Photo:
+    """Decode ``path`` safely; raises :class:`ImageReadError` with a reason on any problem."""
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise ImageReadError(path, "empty file")
+    except OSError as exc:
+        raise ImageReadError(path, f"cannot read ({exc.strerror or exc})") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # DecompressionBombWarning etc.: we check ourselves
+        try:
+            with Image.open(path, formats=_formats()) as image:
+                refusal = check_dimensions(*image.size, max_side=max_side, max_pixels=max_pixels)
+                if refusal:
+                    raise ImageReadError(path, refusal)
+                notes = []
+                expected = _SUFFIX_FORMATS.get(path.suffix.lower())
+                if expected is not None and image.format not in expected:
+                    notes.append(f"{image.format} content in a {path.suffix} file")
+                frames = getattr(image, "n_frames", 1)
+                if frames > 1:
+                    image.seek(0)
+                    notes.append(f"first of {frames} frames")
+                image.load()
+                photo = from_pil(image)
+        except ImageReadError:
+            raise
+        except Image.DecompressionBombError as exc:
+            raise ImageReadError(path, f"refused before decoding: {exc}") from None
+        except UnidentifiedImageError:
+            raise ImageReadError(path, "not an image in a supported format") from None
+        except MemoryError:
+            raise ImageReadError(path, "too large to decode in memory") from None
+        except OSError as exc:
+            raise ImageReadError(path, f"truncated or corrupt image data ({exc})") from None
+        except Exception as exc:  # noqa: BLE001 - a hostile file can trip any decoder error
+            raise ImageReadError(path, f"cannot decode ({type(exc).__name__}: {exc})") from None
+    photo.notes[:0] = notes
+    return photo
+
+
+def save_image(image: Image.Image, path: str | Path, fmt: str = "png", quality: int = 95) -> None:
+    """Write ``image`` to ``path`` atomically: a hidden temporary file, then a rename.
+
+    A run killed mid-write leaves no half-written output, so ``--skip-existing`` can trust
+    any output file it finds. JPEG has no alpha channel: an RGBA image loses it there.
+    """
+    if fmt not in SAVE_FORMATS:
+        raise ValueError(f"unknown output format {fmt!r}: use {' or '.join(SAVE_FORMATS)}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    options: dict[str, object] = {"compress_level": 1} if fmt == "png" else {"quality": quality}
+    if fmt == "jpg" and image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "xb") as handle:
+            image.save(handle, format=SAVE_FORMATS[fmt], **options)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

@@ -1,0 +1,128 @@
+"""Colour at model resolution, then put the colour back on the full-resolution photo.
+
+The richzhang/colorization recipe: the generator colours a small copy of the photo's L
+channel; its ab is upsampled bilinearly to the photo's own size and joined with the
+*original* full-resolution L, so the output has exactly the input's size and every bit of
+its detail (chroma is smooth; the eye takes detail from luminance).
+
+The join runs in horizontal strips with a separable bilinear upsampling that gives exactly
+what ``F.interpolate(mode="bilinear", align_corners=False)`` gives, so a 24-megapixel scan
+never holds more than a strip of float L/Lab/RGB at once. All colour maths is
+``specialists.lab``'s.
+"""
+
+from functools import lru_cache
+
+import numpy as np
+import torch
+from PIL import Image
+
+from specialists.lab import join_lab, normalize_l, rgb_to_lab, rgb_to_lightness
+
+STRIP_PIXELS = 1 << 20  # pixels per strip of the full-resolution join
+MAX_ASPECT = 4.0  # the model input's long side is at most this many times ``size``
+
+
+def model_shape(width: int, height: int, size: int, stride: int) -> tuple[int, int]:
+    """(height, width) of the model input: short side ~``size``, sides multiples of ``stride``.
+
+    Very wide (or tall) photos are squeezed so the long side stays under ``MAX_ASPECT *
+    size``; the ab is stretched back the same way, so colours stay where they belong.
+    """
+    scale = size / min(width, height)
+    scale = min(scale, MAX_ASPECT * size / max(width, height))
+
+    def side(n: int) -> int:
+        return max(stride, round(n * scale / stride) * stride)
+
+    return side(height), side(width)
+
+
+@lru_cache(maxsize=2)
+def _grey_lut(levels: int) -> np.ndarray:
+    """L (0..100) of every grey level: a grey photo's L is a lookup, not a conversion."""
+    grey = torch.linspace(0.0, 1.0, levels, dtype=torch.float64).view(1, levels, 1)
+    return rgb_to_lightness(grey.expand(3, levels, 1)).view(levels).float().numpy()
+
+
+def _rows_per_strip(width: int) -> int:
+    return max(1, STRIP_PIXELS // max(1, width))
+
+
+def full_lightness(pixels: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
+    """CIE L (0..100) of a grey (H, W) or RGB (H, W, 3) uint8/uint16 array: (1, H, W) float."""
+    levels = 65536 if pixels.dtype == np.uint16 else 256
+    if pixels.ndim == 2:
+        return torch.from_numpy(np.take(_grey_lut(levels), pixels)).unsqueeze(0).to(device)
+    height, width = pixels.shape[:2]
+    out = torch.empty((1, height, width), dtype=torch.float32, device=device)
+    step = _rows_per_strip(width)
+    for top in range(0, height, step):
+        strip = torch.from_numpy(pixels[top : top + step].astype(np.float32)).to(device)
+        out[:, top : top + step] = rgb_to_lab(strip.permute(2, 0, 1) / (levels - 1))[:1]
+    return out
+
+
+def model_input(
+    pixels: np.ndarray, shape: tuple[int, int], device: str | torch.device = "cpu"
+) -> torch.Tensor:
+    """Normalised L (1, 1, h, w) of the photo resized to the model's ``shape`` (h, w).
+
+    The pixels are resized first (Pillow's antialiased bilinear, fast at any size) and only
+    the small copy is converted, so a big scan's full-resolution L is computed once, at the
+    join, not twice.
+    """
+    height, width = shape
+    top = 65535.0 if pixels.dtype == np.uint16 else 255.0
+    source = pixels.astype(np.float32) if pixels.dtype == np.uint16 else pixels
+    image = Image.fromarray(source)
+    small = np.asarray(image.resize((width, height), Image.Resampling.BILINEAR), np.float32)
+    rgb = torch.from_numpy(small / top)
+    rgb = rgb.expand(3, height, width) if rgb.ndim == 2 else rgb.permute(2, 0, 1)
+    return normalize_l(rgb_to_lightness(rgb)).clamp(-1.0, 1.0).unsqueeze(0).to(device)
+
+
+def _source_index(out_size: int, in_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """PyTorch's bilinear (align_corners=False) source indices and weights along one axis."""
+    scale = in_size / out_size
+    src = ((torch.arange(out_size, device=device) + 0.5) * scale - 0.5).clamp_min(0.0)
+    low = src.floor().long().clamp_max(in_size - 1)
+    high = (low + 1).clamp_max(in_size - 1)
+    return low, high, (src - low).unsqueeze(-1)
+
+
+def upsample_rows(ab: torch.Tensor, height: int, rows: slice) -> torch.Tensor:
+    """Rows ``rows`` of ``ab`` (C, h, W) bilinearly upsampled to ``height`` rows."""
+    low, high, weight = _source_index(height, ab.shape[-2], ab.device)
+    low, high, weight = low[rows], high[rows], weight[rows]
+    return torch.lerp(ab[:, low], ab[:, high], weight)
+
+
+def upsample_ab(ab: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(C, h, w) -> (C, height, width), as F.interpolate bilinear would (for tests, small use)."""
+    return upsample_rows(_upsample_width(ab, width), height, slice(None))
+
+
+def _upsample_width(ab: torch.Tensor, width: int) -> torch.Tensor:
+    low, high, weight = _source_index(width, ab.shape[-1], ab.device)
+    return torch.lerp(ab[..., low], ab[..., high], weight.squeeze(-1))
+
+
+def rejoin(
+    pixels: np.ndarray, ab_norm: torch.Tensor, device: str | torch.device = "cpu"
+) -> np.ndarray:
+    """The photo's own pixels (their L) + model-resolution normalised ab (2, h, w) -> RGB.
+
+    Returns an (H, W, 3) uint8 array of exactly the photo's size, built strip by strip: the
+    full-resolution L is computed a strip at a time, never whole.
+    """
+    height, width = pixels.shape[:2]
+    wide = _upsample_width(ab_norm.to(device, torch.float32), width)
+    out = np.empty((height, width, 3), dtype=np.uint8)
+    step = _rows_per_strip(width)
+    for top in range(0, height, step):
+        rows = slice(top, min(height, top + step))
+        l_norm = normalize_l(full_lightness(pixels[rows], device))
+        rgb = join_lab(l_norm, upsample_rows(wide, height, rows))
+        out[rows] = (rgb * 255.0).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return out

@@ -1,0 +1,162 @@
+"""The fallback judge: Platt scaling, the calibrated panel, calibrate_judge, weights checks."""
+
+import json
+
+import pytest
+import torch
+
+import discriminators
+from discriminators.scoring import (
+    Judge,
+    PlattScaling,
+    fit_platt,
+    load_calibration,
+    realism_logits,
+    roc_auc,
+    save_calibration,
+)
+from serve import Colorizer, WeightsError, locate_weights
+from serve.weights import default_weights_dir
+from specialists.checkpoint import save_model
+from tests.serve_support import (
+    constant_generator,
+    make_weights,
+    monotone_discriminator,
+    save_specialist,
+)
+from training.calibrate_judge import main as calibrate_main
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_platt_recovers_a_known_logistic():
+    gen = torch.Generator().manual_seed(0)
+    scores = torch.randn(40000, generator=gen, dtype=torch.float64) * 3
+    truth = torch.sigmoid(0.8 * scores - 1.2)
+    labels = torch.rand(40000, generator=gen, dtype=torch.float64) < truth
+    real, fake = scores[labels], scores[~labels]
+    fitted = fit_platt(real, fake)
+    # the fit balances the classes: undo that prior shift to compare with the truth
+    prior = torch.log(torch.tensor(len(real) / len(fake))).item()
+    assert fitted.slope == pytest.approx(0.8, rel=0.05)
+    assert fitted.intercept + prior == pytest.approx(-1.2, abs=0.08)
+
+
+def test_platt_stays_finite_when_classes_separate():
+    fitted = fit_platt(torch.tensor([5.0, 6.0, 7.0]), torch.tensor([-3.0, -2.0, -1.0]))
+    assert 0 < fitted.slope < 50 and abs(fitted.intercept) < 200
+    assert fitted(torch.tensor([6.0])) > 0.7 and fitted(torch.tensor([-2.0])) < 0.3
+    with pytest.raises(ValueError):
+        fit_platt(torch.tensor([1.0]), torch.tensor([]))
+
+
+def test_roc_auc():
+    assert roc_auc(torch.tensor([2.0, 3.0]), torch.tensor([0.0, 1.0])) == 1.0
+    assert roc_auc(torch.tensor([0.0]), torch.tensor([1.0])) == 0.0
+    assert roc_auc(torch.tensor([1.0]), torch.tensor([1.0])) == 0.5
+
+
+def test_calibration_makes_loud_and_quiet_judges_comparable():
+    """A judge with 20x larger logits decides alone until calibration puts it on scale."""
+    loud, quiet = monotone_discriminator(+1.0, scale=20.0), monotone_discriminator(-1.0)
+    l_norm = torch.zeros(1, 1, 32, 32)
+    reddish = torch.tensor([0.3, 0.0]).view(1, 2, 1, 1).expand(1, 2, 32, 32)
+    greenish = torch.tensor([-0.1, 0.0]).view(1, 2, 1, 1).expand(1, 2, 32, 32)
+    raw = Judge({"loud": loud, "quiet": quiet})
+    assert not raw.calibrated
+    assert raw.score(l_norm, [reddish, greenish]).argmax().item() == 0  # loud wins
+    calibration = {"loud": PlattScaling(1 / 20.0, 0.0), "quiet": PlattScaling(3.0, 0.0)}
+    fair = Judge({"loud": loud, "quiet": quiet}, calibration)
+    assert fair.calibrated
+    scores = fair.score(l_norm, [reddish, greenish])
+    assert scores.shape == (1, 2) and ((scores >= 0) & (scores <= 1)).all()
+    assert scores.argmax().item() == 1  # now the quiet judge's strong opinion counts
+
+
+def test_multiscale_discriminators_can_judge():
+    multi = discriminators.create_model("multiscale_patchgan", num_scales=2, ndf=8, n_layers=2)
+    raw = realism_logits(multi.eval(), torch.zeros(3, 1, 64, 64), torch.zeros(3, 2, 64, 64))
+    assert raw.shape == (3,) and torch.isfinite(raw).all()
+    judge = Judge({"multi": multi, "single": monotone_discriminator()})
+    assert judge.score(torch.zeros(2, 1, 64, 64), [torch.zeros(2, 2, 64, 64)] * 3).shape == (2, 3)
+
+
+def test_calibration_file_round_trip(tmp_path):
+    save_calibration(
+        tmp_path / "j.json", {"a": PlattScaling(2.0, -1.0)}, {"judges": {"a": {"auc": 0.9}}}
+    )
+    scalings, info = load_calibration(tmp_path / "j.json")
+    assert scalings == {"a": PlattScaling(2.0, -1.0)} and info["judges"]["a"]["auc"] == 0.9
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(ValueError, match="not a judge calibration"):
+        load_calibration(tmp_path / "bad.json")
+
+
+def test_calibrate_judge_writes_what_serving_trusts(tmp_path, photo_folder, capsys):
+    domains = ("cool", "warm")
+    colours = {"cool": (-0.2, -0.3), "warm": (0.3, 0.3)}
+    weights = make_weights(tmp_path / "w", domains, colours)
+    code = calibrate_main(
+        ["--data", str(photo_folder), "--weights", str(weights), "--per-domain", "3",
+         "--no-progress"]
+    )  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "AUC" in out and "PSNR of the judge's pick" in out
+    data = json.loads((weights / "judge.json").read_text())
+    assert set(data["judges"]) == set(domains) and data["selection"]["photos"] == 6
+    for entry in data["judges"].values():
+        assert {"slope", "intercept", "auc", "n_real", "n_fake"} <= set(entry)
+        assert entry["n_real"] == 6 and entry["n_fake"] == 12
+    sel = data["selection"]
+    assert sel["psnr_oracle"] >= max(sel["psnr_judge_pick"], sel["psnr_own_domain_specialist"])
+    colorizer = Colorizer.from_weights(weights)
+    assert colorizer.judge.calibrated and colorizer.warnings == []
+    # a specialist retrained after calibration makes it stale, and serving says so
+    save_specialist(
+        weights / "specialists" / "warm.safetensors", "warm", constant_generator((0.1, 0.1)),
+        monotone_discriminator(),
+    )  # fmt: skip
+    assert any("fitted on other weights" in w for w in Colorizer.from_weights(weights).warnings)
+
+
+def test_weights_folder_problems_are_named(tmp_path, monkeypatch):
+    with pytest.raises(WeightsError, match="no such weights folder"):
+        locate_weights(tmp_path / "nope")
+    (tmp_path / "w" / "specialists").mkdir(parents=True)
+    with pytest.raises(WeightsError, match=r"missing router/ and specialists/\*\.safetensors"):
+        locate_weights(tmp_path / "w")
+    (tmp_path / "w" / "router").mkdir()
+    save_model(
+        tmp_path / "w" / "specialists" / "portrait.safetensors",
+        constant_generator(None),
+        "generator",
+        {"domain": "portrait"},
+    )
+    with pytest.raises(WeightsError, match="portrait.safetensors: checkpoint has no discriminator"):
+        locate_weights(tmp_path / "w")
+    save_specialist(
+        tmp_path / "w" / "specialists" / "portrait.safetensors", "landscape",
+        constant_generator(None), monotone_discriminator(),
+    )  # fmt: skip
+    with pytest.raises(WeightsError, match="holds the 'landscape' specialist"):
+        locate_weights(tmp_path / "w")
+    monkeypatch.setenv("COLORIZER_WEIGHTS", str(tmp_path / "w"))
+    assert default_weights_dir() == tmp_path / "w"
+
+
+def test_broken_router_or_missing_specialist_is_a_weights_error(tmp_path):
+    weights = make_weights(tmp_path / "w")
+    (weights / "router" / "router.safetensors").write_bytes(b"garbage")
+    with pytest.raises(WeightsError, match="router.safetensors"):
+        Colorizer.from_weights(weights)
+    weights = make_weights(tmp_path / "v")
+    (weights / "specialists" / "portrait.safetensors").unlink()
+    with pytest.raises(WeightsError, match="specialists/portrait.safetensors is missing"):
+        Colorizer.from_weights(weights)

@@ -1,0 +1,198 @@
+"""Fit the fallback judge's calibration on validation photos.
+
+    python -m training.calibrate_judge --data ../shared/data/colorize-v1 --weights weights
+
+Validation photos are in colour, so the truth is known. Every specialist colours each
+photo's L; every discriminator scores the real colouring and all the specialists' ones;
+one Platt scaling per discriminator (real = 1, generated = 0) is fitted and written to
+``WEIGHTS/judge.json`` with the SHA-256 of each checkpoint, so serving can tell when the
+calibration is stale. Why a calibrated panel: see ``discriminators.scoring``.
+
+It also measures whether the judge helps: the PSNR of the candidate it picks against the
+photo's own-domain specialist (what a perfect router would pick), the best candidate (an
+oracle), and two other judges (the same panel uncalibrated; each candidate judged only by
+its own discriminator).
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+import discriminators
+import specialists
+from discriminators.scoring import (
+    PlattScaling,
+    fingerprint,
+    fit_platt,
+    realism_logits,
+    roc_auc,
+    save_calibration,
+)
+from specialists.checkpoint import CheckpointError, read_config
+from specialists.lab import join_lab, split_lab
+from specialists.output import predict_ab
+from training.data import ColourPhotos, find_images, list_domains, scan_images
+from training.metrics import psnr
+
+JUDGE_FILE = "judge.json"  # serve.weights.JUDGE_FILE: training does not import serve
+
+
+def _evenly(paths: list[Path], count: int) -> list[Path]:
+    """``count`` paths spread over the sorted list (not just the first ones)."""
+    if len(paths) <= count:
+        return paths
+    step = len(paths) / count
+    return [paths[int(i * step)] for i in range(count)]
+
+
+def _pick_psnr(scores: torch.Tensor, quality: torch.Tensor) -> float:
+    """Mean PSNR of the candidates that ``scores`` (N, K) pick."""
+    return float(quality.gather(1, scores.argmax(1, keepdim=True)).mean())
+
+
+def calibrate(
+    data: Path,
+    weights: Path,
+    split: str = "val",
+    per_domain: int = 64,
+    size: int | None = None,
+    batch_size: int = 16,
+    device: str = "cpu",
+    progress: bool = True,
+) -> dict:
+    """Fit and write ``weights/judge.json``; returns what was written."""
+    files = sorted((weights / "specialists").glob("*.safetensors"))
+    if not files:
+        raise CheckpointError(f"{weights}/specialists: no *.safetensors specialists to calibrate")
+    names = [f.stem for f in files]
+    gens = {f.stem: specialists.load_generator(f, device) for f in files}
+    discs = {f.stem: discriminators.load_discriminator(f, device) for f in files}
+    size = size or max(int(read_config(f).get("size", 256)) for f in files)
+    stride = max(int(getattr(g, "stride", 1)) for g in gens.values())
+    size = max(stride, round(size / stride) * stride)
+
+    paths, labels = [], []
+    for domain in list_domains(data):
+        found = scan_images(_evenly(find_images(data, split, domain), per_domain), progress=False)
+        paths += found.usable
+        labels += [domain] * len(found.usable)
+    if not paths:
+        raise FileNotFoundError(f"{data}: no colour photos in its {split!r} split")
+    loader = DataLoader(ColourPhotos(paths, size, train=False), batch_size=batch_size)
+
+    real = {j: [] for j in names}  # judge -> raw scores of real colourings
+    fake = {j: [] for j in names}  # judge -> (N, K) raw scores of the K candidates
+    quality = []  # (N, K) PSNR of each candidate
+    with torch.inference_mode():
+        for rgb in tqdm(loader, desc="scoring", unit="batch", disable=not progress):
+            rgb = rgb.to(device)
+            l_norm, ab = split_lab(rgb)
+            candidates = [predict_ab(gens[k], l_norm) for k in names]
+            quality.append(torch.stack([psnr(join_lab(l_norm, c), rgb) for c in candidates], 1))
+            for j, disc in discs.items():
+                real[j].append(realism_logits(disc, l_norm, ab).cpu())
+                fake[j].append(
+                    torch.stack([realism_logits(disc, l_norm, c) for c in candidates], 1)
+                )
+    quality_all = torch.cat(quality).cpu()
+    real_all = {j: torch.cat(v) for j, v in real.items()}
+    fake_all = {j: torch.cat(v).cpu() for j, v in fake.items()}
+
+    scalings = {j: fit_platt(real_all[j], fake_all[j]) for j in names}
+    calibrated = torch.stack([scalings[j](fake_all[j]) for j in names]).mean(0)
+    uncalibrated = torch.stack([PlattScaling()(fake_all[j]) for j in names]).mean(0)
+    own_judge = torch.stack([fake_all[k][:, i] for i, k in enumerate(names)], 1)
+    own_domain = torch.tensor([names.index(d) if d in names else -1 for d in labels])
+    known = own_domain >= 0
+    selection = {
+        "photos": len(paths),
+        "psnr_judge_pick": _pick_psnr(calibrated, quality_all),
+        "psnr_uncalibrated_panel_pick": _pick_psnr(uncalibrated, quality_all),
+        "psnr_own_judge_pick": _pick_psnr(own_judge, quality_all),
+        "psnr_own_domain_specialist": float(
+            quality_all[known].gather(1, own_domain[known].unsqueeze(1)).mean()
+        )
+        if known.any()
+        else None,
+        "psnr_oracle": float(quality_all.max(1).values.mean()),
+        "psnr_candidate_mean": float(quality_all.mean()),
+        "judge_picks_best": float((calibrated.argmax(1) == quality_all.argmax(1)).float().mean()),
+        "judge_picks_own_domain": float(
+            (calibrated.argmax(1)[known] == own_domain[known]).float().mean()
+        )
+        if known.any()
+        else None,
+    }
+    judges = {
+        j: {
+            "auc": roc_auc(real_all[j], fake_all[j]),
+            "n_real": int(real_all[j].numel()),
+            "n_fake": int(fake_all[j].numel()),
+        }
+        for j in names
+    }
+    info = {
+        "judges": judges,
+        "checkpoints": {f.stem: fingerprint(f) for f in files},
+        "data": str(data),
+        "split": split,
+        "size": size,
+        "selection": selection,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    save_calibration(weights / JUDGE_FILE, scalings, info)
+    return info | {"scalings": {j: vars(s) for j, s in scalings.items()}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.calibrate_judge", description=__doc__)
+    parser.add_argument("--data", required=True, type=Path, help="data folder with a val split")
+    parser.add_argument("--weights", required=True, type=Path, help="weights folder to calibrate")
+    parser.add_argument("--split", default="val", help="split to fit on (default val)")
+    parser.add_argument("--per-domain", type=int, default=64, help="photos per domain")
+    parser.add_argument("--size", type=int, help="resolution (default: the training size)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    args = parser.parse_args(argv)
+    try:
+        info = calibrate(
+            args.data,
+            args.weights,
+            args.split,
+            args.per_domain,
+            args.size,
+            args.batch_size,
+            args.device,
+            args.progress,
+        )
+    except (CheckpointError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for name, judge in info["judges"].items():
+        scaling = info["scalings"][name]
+        print(
+            f"{name:>10}: AUC {judge['auc']:.3f} real vs generated; "
+            f"p(real) = sigmoid({scaling['slope']:.3g} * logit + {scaling['intercept']:.3g})"
+        )
+    sel = info["selection"]
+    own = sel["psnr_own_domain_specialist"]
+    print(
+        f"on {sel['photos']} {args.split} photos, PSNR of the judge's pick "
+        f"{sel['psnr_judge_pick']:.2f} dB "
+        f"(uncalibrated panel {sel['psnr_uncalibrated_panel_pick']:.2f}, own judges "
+        f"{sel['psnr_own_judge_pick']:.2f}, own-domain specialist "
+        f"{'n/a' if own is None else f'{own:.2f}'}, oracle {sel['psnr_oracle']:.2f}, "
+        f"candidate mean {sel['psnr_candidate_mean']:.2f})"
+    )
+    print(f"wrote {args.weights / JUDGE_FILE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
