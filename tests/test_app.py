@@ -1,0 +1,201 @@
+"""The Streamlit page, driven by streamlit.testing.v1.AppTest (no browser, no server)."""
+
+import io
+import re
+
+import numpy as np
+import pytest
+import streamlit as st
+import torch
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from serve import Colorizer
+from serve import app_logic as logic
+from tests.serve_support import DOMAINS, colour_photo, grey_photo, make_weights
+
+try:
+    from streamlit.testing.v1.element_tree import FileUploader
+except ImportError:  # older Streamlit: AppTest had no file uploads
+    FileUploader = None
+if not hasattr(FileUploader, "set_value"):
+    pytest.skip("this Streamlit's AppTest cannot upload files", allow_module_level=True)
+
+APP = "../serve/app.py"
+DOMAIN_LINE = re.compile(r"^Domain: \*\*(\w+)\*\*$")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    return make_weights(tmp_path_factory.mktemp("weights"))
+
+
+@pytest.fixture
+def app(weights, monkeypatch):
+    """The page pointed at the test weights, with a fresh model cache."""
+    monkeypatch.setenv("COLORIZER_WEIGHTS", str(weights))
+    monkeypatch.delenv(logic.DATA_ENV, raising=False)
+    st.cache_resource.clear()
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def upload(at, *files):
+    at.file_uploader[0].set_value([(name, data, "image/png") for name, data in files])
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def domains_shown(at) -> list[str]:
+    return [m.group(1) for m in (DOMAIN_LINE.match(md.value) for md in at.markdown) if m]
+
+
+def downloads(at) -> list[str]:
+    return [button.label for button in at.get("download_button")]
+
+
+def test_without_weights_one_message_says_how_to_get_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLORIZER_WEIGHTS", str(tmp_path / "nowhere"))
+    st.cache_resource.clear()
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.run()
+    assert not at.exception
+    assert len(at.error) == 1
+    message = at.error[0].value
+    assert "No usable weights" in message and str(tmp_path / "nowhere") in message
+    assert "python -m training.train_specialist" in message and "COLORIZER_WEIGHTS" in message
+    assert len(at.file_uploader) == 0
+
+
+def test_page_before_any_upload(app):
+    assert app.title[0].value == "Colourize old photos"
+    assert app.file_uploader[0].accept_multiple_files
+    assert set(app.file_uploader[0].allowed_type) >= {".jpg", ".png", ".webp", ".tiff", ".bmp"}
+    assert app.selectbox(key="domain").options[1:] == list(DOMAINS)
+    assert app.select_slider(key="size").value == 64  # the specialists' training size
+    assert app.slider(key="threshold").value == pytest.approx(0.5)
+    assert "Drop one or more photos" in app.info[0].value
+
+
+def test_uploads_show_route_downloads_and_a_bad_file_message(app):
+    upload(
+        app,
+        ("grandma.png", png(grey_photo(96, 72, 1))),
+        ("broken.png", b"\x89PNG\r\n\x1a\n not really"),
+        ("village.png", png(grey_photo(72, 96, 2))),
+    )
+    shown = domains_shown(app)
+    assert len(shown) == 2 and set(shown) <= set(DOMAINS)
+    assert [s.value for s in app.subheader] == ["grandma\\.png", "broken\\.png", "village\\.png"]
+    assert len(app.error) == 1
+    assert app.error[0].value.startswith("broken\\.png: ") and "image" in app.error[0].value
+    assert downloads(app) == ["Download all (ZIP)", "Download PNG (96×72)", "Download PNG (72×96)"]
+    bars = [p.value for p in app.get("progress")]  # one bar per domain and photo
+    assert len(bars) == 2 * len(DOMAINS)
+    assert all(0 <= v <= 100 for v in bars)
+    summaries = [md.value for md in app.markdown if md.value.startswith("Router ")]
+    assert len(summaries) == 2 and all("confidence" in s for s in summaries)
+    counts = "**2** of 3 photos colourized, **1** could not be read"
+    assert any(counts in md.value for md in app.markdown)
+    expanders = [e.label for e in app.expander]
+    assert expanders == ["Why this domain: the 3 nearest training photos"] * 2
+
+
+def test_fallback_scores_are_shown_when_the_router_is_unsure(app):
+    app.slider(key="threshold").set_value(1.0)
+    upload(app, ("a.png", png(grey_photo(64, 64))))
+    assert any("every specialist coloured it" in md.value for md in app.markdown)
+    scores = [t for t in app.table if "score" in str(t.value.columns.tolist())]
+    assert len(scores) == 1 and sorted(scores[0].value["specialist"]) == sorted(DOMAINS)
+    app.slider(key="threshold").set_value(0.0)
+    app.run()
+    assert any(md.value.startswith("Router sure") for md in app.markdown)
+    assert not [t for t in app.table if "score" in str(t.value.columns.tolist())]
+
+
+def test_forcing_a_domain(app):
+    app.selectbox(key="domain").set_value("landscape")
+    upload(app, ("a.png", png(grey_photo(64, 48))), ("b.png", png(grey_photo(48, 64))))
+    assert domains_shown(app) == ["landscape", "landscape"]
+    assert app.slider(key="threshold").disabled
+    assert sum("chosen by you" in md.value for md in app.markdown) == 2
+    assert len(app.expander) == 0  # no route, so nothing to explain
+
+
+def test_changing_settings_reuses_models_and_results(app, monkeypatch):
+    loads, colourings = [], []
+    real_load, real_colour = Colorizer.from_weights.__func__, logic.colourize_upload
+
+    def counted_load(cls, *args, **kwargs):
+        loads.append(args)
+        return real_load(cls, *args, **kwargs)
+
+    def counted_colour(colorizer, name, *args, **kwargs):
+        colourings.append(name)
+        return real_colour(colorizer, name, *args, **kwargs)
+
+    monkeypatch.setattr(Colorizer, "from_weights", classmethod(counted_load))
+    monkeypatch.setattr(logic, "colourize_upload", counted_colour)
+    st.cache_resource.clear()
+    upload(app, ("a.png", png(grey_photo(64, 64, 1))), ("b.png", png(grey_photo(80, 64, 2))))
+    assert (len(loads), colourings) == (1, ["a.png", "b.png"])
+    app.toggle(key="demo").set_value(False).run()  # display only: nothing recomputed
+    app.text_input(key="data_root").set_value("/nowhere").run()
+    assert (len(loads), len(colourings)) == (1, 2)
+    app.select_slider(key="size").set_value(96).run()  # new results, same models
+    assert (len(loads), len(colourings)) == (1, 4)
+    assert "at 96×96 px" in " ".join(c.value.replace("\\", "") for c in app.caption)
+    app.select_slider(key="size").set_value(64).run()  # back: from the session's cache
+    assert (len(loads), len(colourings)) == (1, 4)
+    assert len(downloads(app)) == 3
+
+
+def test_oversized_uploads_are_refused_per_the_setting(app):
+    noise = np.random.default_rng(0).integers(0, 256, (700, 700, 3), dtype=np.uint8)
+    big = png(Image.fromarray(noise))
+    assert len(big) > 1_000_000
+    app.number_input(key="max_mb").set_value(1.0)
+    upload(app, ("big.png", big), ("small.png", png(grey_photo(64, 64))))
+    assert len(app.error) == 1 and "over the 1 MB limit" in app.error[0].value
+    assert domains_shown(app) and downloads(app)[-1] == "Download PNG (64×64)"
+
+
+def test_demo_mode_for_colour_photos(app):
+    upload(app, ("colour.png", png(colour_photo(96, 64))))
+    metrics = {m.label: m.value for m in app.metric}
+    assert set(metrics) == {"PSNR vs true colours", "Colourfulness"}
+    assert re.fullmatch(r"\d+\.\d dB", metrics["PSNR vs true colours"])
+    captions = [c for image in app.image for c in image.captions]
+    assert captions == ["Desaturated (what the model saw)", "Recolourized", "True colours"]
+    app.toggle(key="demo").set_value(False).run()
+    assert len(app.metric) == 0
+    assert [c for image in app.image for c in image.captions] == ["Original", "Colourized"]
+
+
+def test_neighbour_thumbnails_when_the_training_photos_are_there(app, weights, tmp_path):
+    paths = Colorizer.from_weights(weights).router.index.paths
+    for relative in paths:  # the router's training photos, where its index says they are
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        grey_photo(32, 32).save(tmp_path / relative, format="JPEG")
+    upload(app, ("a.png", png(grey_photo(64, 64))))
+    assert not [image for image in app.image if any("·" in c for c in image.captions)]
+    app.text_input(key="data_root").set_value(str(tmp_path)).run()
+    thumbs = [c for image in app.image for c in image.captions if "·" in c]
+    assert len(thumbs) == 3 and all(c.split(" · ")[0] in DOMAINS for c in thumbs)
