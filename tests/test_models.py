@@ -65,3 +65,10 @@ def test_pretrained_encoder_is_imagenet_weights():
     stem = "encoder.conv_stem.weight"
     torch.testing.assert_close(a.state_dict()[stem], b.state_dict()[stem])
     assert not torch.equal(a.state_dict()[stem], c.state_dict()[stem])
+
+
+def test_spectral_norm_weights_get_the_pix2pix_init():
+    torch.manual_seed(0)
+    model = discriminators.create_model("patchgan", spectral_norm=True)
+    first = model.model[0].parametrizations.weight.original
+    assert abs(first.std().item() - 0.02) < 0.004

@@ -274,7 +274,10 @@ def evaluate(
         return {}
     was_training = generator.training
     generator.eval()
-    loader = DataLoader(val, batch_size=config.batch_size, num_workers=config.workers)
+    # its own generator: an evaluation must not move the global RNG (dropout) of a resumable run
+    loader = DataLoader(
+        val, batch_size=config.batch_size, num_workers=config.workers, generator=torch.Generator()
+    )
     sums: dict[str, float] = defaultdict(float)
     for rgb in tqdm(loader, desc="validating", leave=False, disable=not config.progress):
         rgb = rgb.to(device)
