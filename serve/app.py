@@ -29,7 +29,7 @@ from serve.weights import ENV_VAR, WeightsError, default_weights_dir  # noqa: E4
 
 AUTOMATIC = "Automatic (router decides)"
 SIZES = (64, 96, 128, 160, 192, 256, 320, 384, 512)
-SLIDER_WIDTH, SLIDER_MAX_HEIGHT = 640, 480
+SLIDER_WIDTH, SLIDER_MAX_HEIGHT = 560, 480  # the image column on a laptop screen
 
 
 @st.cache_resource(show_spinner="Loading the models…", max_entries=4)
@@ -79,7 +79,8 @@ def sidebar_controls(base: Colorizer) -> dict:
         "Fallback threshold",
         0.0,
         1.0,
-        value=float(round(base.threshold, 2)),
+        value=float(base.threshold),  # the router's calibrated default, exactly
+        format="%.3f",
         step=0.01,
         key="threshold",
         disabled=domain is not None,

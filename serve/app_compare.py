@@ -14,11 +14,11 @@ from PIL import Image
 TEMPLATE = """<!doctype html>
 <html><head><meta charset="utf-8"><style>
   html, body {{ margin: 0; background: transparent; font-family: sans-serif; }}
-  .cmp {{ position: relative; display: block; width: fit-content; max-width: 100%;
-          margin: 0 auto; user-select: none; }}
-  .cmp img {{ display: block; max-width: 100%; max-height: {height}px; }}
-  .cmp img.after {{ position: absolute; inset: 0; width: 100%; height: 100%;
-                    clip-path: inset(0 50% 0 0); }}
+  .cmp {{ position: relative; width: 100%; height: {height}px; user-select: none; }}
+  /* both layers fill the same box and keep their aspect, so they stay aligned */
+  .cmp img {{ position: absolute; inset: 0; width: 100%; height: 100%;
+              object-fit: contain; }}
+  .cmp img.after {{ clip-path: inset(0 50% 0 0); }}
   .cmp .line {{ position: absolute; top: 0; bottom: 0; left: 50%; width: 2px;
                 background: #fff; box-shadow: 0 0 3px rgba(0,0,0,.6); pointer-events: none; }}
   .cmp input {{ position: absolute; inset: 0; width: 100%; height: 100%; margin: 0;
@@ -78,6 +78,9 @@ def comparison_html(
 
 
 def frame_height(size: tuple[int, int], width: int, max_height: int) -> int:
-    """The iframe height that shows a ``size`` photo at most ``width`` wide, ``max_height`` tall."""
+    """The height that shows a ``size`` photo ``width`` wide, at most ``max_height`` tall.
+
+    Small photos are scaled up to fill the column, as ``st.image`` does beside it.
+    """
     w, h = size
-    return max(1, min(max_height, round(h * min(1.0, width / max(1, w)))))
+    return max(1, min(max_height, round(h * width / max(1, w))))

@@ -344,16 +344,16 @@ def route_summary(result: ColorizeResult, threshold: float) -> str:
     confidence = result.confidence if result.confidence is not None else float("nan")
     if result.strategy == JUDGE:
         return (
-            f"Router unsure (confidence {confidence:.2f} < {threshold:.2f}): every specialist "
+            f"Router unsure (confidence {confidence:.3f} < {threshold:.3f}): every specialist "
             f"coloured it and the discriminators chose **{result.domain}**."
         )
     if confidence < threshold:  # a single specialist: nothing to fall back to
         return (
-            f"Router unsure (confidence {confidence:.2f} < {threshold:.2f}), but "
+            f"Router unsure (confidence {confidence:.3f} < {threshold:.3f}), but "
             f"**{result.domain}** is the only specialist."
         )
     return (
-        f"Router sure (confidence {confidence:.2f} ≥ {threshold:.2f}): "
+        f"Router sure (confidence {confidence:.3f} ≥ {threshold:.3f}): "
         f"the **{result.domain}** specialist coloured it."
     )
 

@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from serve import Colorizer
 from serve import app_logic as logic
-from tests.serve_support import DOMAINS, colour_photo, grey_photo, make_weights
+from tests.serve_support import DOMAINS, colour_photo, grey_photo, make_weights, tiny_router
 
 try:
     from streamlit.testing.v1.element_tree import FileUploader
@@ -199,3 +199,15 @@ def test_neighbour_thumbnails_when_the_training_photos_are_there(app, weights, t
     app.text_input(key="data_root").set_value(str(tmp_path)).run()
     thumbs = [c for image in app.image for c in image.captions if "·" in c]
     assert len(thumbs) == 3 and all(c.split(" · ")[0] in DOMAINS for c in thumbs)
+
+
+def test_default_threshold_is_the_routers_calibrated_one(tmp_path, monkeypatch):
+    """Untouched, the slider must not round the calibrated threshold into another one."""
+    weights = make_weights(tmp_path / "weights", domains=("landscape", "portrait"))
+    tiny_router(("landscape", "portrait"), threshold=0.4567).save(weights / "router")
+    monkeypatch.setenv("COLORIZER_WEIGHTS", str(weights))
+    st.cache_resource.clear()
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    assert at.slider(key="threshold").value == pytest.approx(0.4567, abs=1e-6)
+    assert at.selectbox(key="domain").options[1:] == ["landscape", "portrait"]

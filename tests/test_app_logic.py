@@ -226,8 +226,9 @@ def test_comparison_slider_embeds_our_images_only():
     html = comparison_html(before, after, 300, before_label="<b>x</b>", after_label="Colour")
     assert html.count("data:image/jpeg;base64,") == 2
     assert "&lt;b&gt;x&lt;/b&gt;" in html and "<b>x</b>" not in html
-    assert 'type="range"' in html and "max-height: 300px" in html
+    assert 'type="range"' in html and "height: 300px" in html
     assert frame_height((800, 600), 400, 480) == 300
+    assert frame_height((160, 120), 400, 480) == 300  # small photos fill the column
     assert frame_height((300, 2000), 640, 480) == 480
 
 
