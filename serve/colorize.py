@@ -275,7 +275,7 @@ def run(
     report: TextIO | None,
     *,
     domain: str | None = None,
-    batch_size: int = 4,
+    batch_size: int = 8,
     fmt: str = "png",
     skip_existing: bool = False,
     max_pixels: int = 64_000_000,
@@ -369,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--size", type=int, help="model resolution, short side in pixels")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default auto)")
-    parser.add_argument("--batch-size", type=int, default=4, help="photos per forward pass")
+    parser.add_argument("--batch-size", type=int, default=8, help="photos per forward pass")
     parser.add_argument("--format", choices=sorted(SAVE_FORMATS), default="png")
     parser.add_argument("--skip-existing", action="store_true", help="resume: skip done outputs")
     parser.add_argument(

@@ -73,13 +73,15 @@ def model_input(
     join, not twice.
     """
     height, width = shape
-    top = 65535.0 if pixels.dtype == np.uint16 else 255.0
-    source = pixels.astype(np.float32) if pixels.dtype == np.uint16 else pixels
-    image = Image.fromarray(source)
-    small = np.asarray(image.resize((width, height), Image.Resampling.BILINEAR), np.float32)
-    rgb = torch.from_numpy(small / top)
-    rgb = rgb.expand(3, height, width) if rgb.ndim == 2 else rgb.permute(2, 0, 1)
-    return normalize_l(rgb_to_lightness(rgb)).clamp(-1.0, 1.0).unsqueeze(0).to(device)
+    if pixels.dtype == np.uint16:  # Pillow resizes 16-bit grey as 32-bit float
+        image = Image.fromarray(pixels.astype(np.float32))
+        small = np.asarray(image.resize((width, height), Image.Resampling.BILINEAR))
+        small = small.round().clip(0, 65535).astype(np.uint16)
+    else:
+        small = np.asarray(
+            Image.fromarray(pixels).resize((width, height), Image.Resampling.BILINEAR)
+        )
+    return normalize_l(full_lightness(small, device)).clamp(-1.0, 1.0).unsqueeze(0)
 
 
 def _source_index(out_size: int, in_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
