@@ -96,7 +96,13 @@ class NeighbourIndex:
 
     @property
     def dim(self) -> int:
+        """Dimension of the embeddings it is queried with."""
         return int(self.index.d)
+
+    @property
+    def stored_dim(self) -> int:
+        """Dimension of the vectors it stores (after PCA)."""
+        return int(faiss.downcast_index(self.index.index).d)
 
     def __len__(self) -> int:
         return int(self.index.ntotal)

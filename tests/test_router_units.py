@@ -208,7 +208,7 @@ def test_index_round_trips_to_disk(tmp_path):
     loaded = NeighbourIndex.load(tmp_path)
     assert loaded.paths == index.paths and loaded.domains == ["a", "b", "c"]
     assert loaded.data_root == "/data" and (loaded.labels == index.labels).all()
-    assert loaded.dim == 48 and len(loaded) == 120
+    assert loaded.dim == 48 and loaded.stored_dim == 16 and len(loaded) == 120
     a, b = index.search(vectors[7:20], 5), loaded.search(vectors[7:20], 5)
     assert (a[1] == b[1]).all() and np.allclose(a[0], b[0])
     # float16 vectors after a 48 -> 16 PCA: the file is small

@@ -178,7 +178,9 @@ def run(args: argparse.Namespace) -> dict:
             continue
         names = [n for n, good in zip(names, ok) if good]
         labels = np.zeros(len(names), dtype=np.int64)
-        index = NeighbourIndex.build(emb[ok], names, labels, ["all"], str(root), router.index.dim)
+        index = NeighbourIndex.build(
+            emb[ok], names, labels, ["all"], str(root), router.index.stored_dim
+        )
         prepared[split] = Split(index, emb[ok], thumbs[ok], names)
     found: dict[str, list[Pair]] = {}
     order = list(prepared)  # train first: it is only ever searched, never the query

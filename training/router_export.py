@@ -108,7 +108,7 @@ def calibrate(
             q: float(np.quantile(ood, float(q))) for q in ("0.5", "0.9", "0.99", "1.0")
         },
         "index_variance_kept": index.variance_kept,
-        "index_dim": index.dim,
+        "index_dim": index.stored_dim,
     }
     metrics["reliability"] = {
         "before": reliability(raw.max(1), raw.argmax(1) == y),
