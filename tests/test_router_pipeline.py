@@ -197,3 +197,8 @@ def test_training_usage_errors(tmp_path, capsys):
     (tmp_path / "one" / "train" / "only").mkdir(parents=True)
     assert train_main(["--data", str(tmp_path / "one"), "--out", str(tmp_path / "r"), *TINY]) == 2
     assert "at least two domain" in capsys.readouterr().err
+    data = make_dataset(tmp_path / "data", train=2, val=1)
+    (tmp_path / "file").write_text("")
+    assert train_main(["--data", str(data), "--out", str(tmp_path / "file" / "run"), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "file" in err and "Traceback" not in err

@@ -460,6 +460,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # an unwritable --out, a full disk
+        print(f"error: {exc.filename or cfg.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(
             f"\ninterrupted: rerun the same command to resume from {Path(cfg.out) / CHECKPOINT}",
