@@ -109,10 +109,13 @@ def from_pil(image: Image.Image) -> Photo:
     Used for files (via :func:`read_image`) and for in-memory images (an upload in the app).
     """
     notes: list[str] = []
-    orientation = image.getexif().get(0x0112, 1)
-    if orientation not in (1, None):
-        image = ImageOps.exif_transpose(image)
-        notes.append(f"EXIF orientation {orientation} applied")
+    try:
+        orientation = image.getexif().get(0x0112, 1)
+        if orientation not in (1, None):
+            image = ImageOps.exif_transpose(image)
+            notes.append(f"EXIF orientation {orientation} applied")
+    except Exception:  # noqa: BLE001 - broken EXIF must not cost a photo its pixels
+        notes.append("unreadable EXIF ignored")
     mode = image.mode
     alpha = None
     if mode in _SIXTEEN_BIT_MODES:
@@ -164,14 +167,15 @@ def read_image(path: str | Path, max_side: int = MAX_SIDE, max_pixels: int = MAX
     """Decode ``path`` safely; raises :class:`ImageReadError` with a reason on any problem."""
     path = Path(path)
     try:
-        if path.stat().st_size == 0:
-            raise ImageReadError(path, "empty file")
+        handle = open(path, "rb")  # closed by the with below, whatever happens
     except OSError as exc:
         raise ImageReadError(path, f"cannot read ({exc.strerror or exc})") from None
-    with warnings.catch_warnings():
+    with handle, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # DecompressionBombWarning etc.: we check ourselves
+        if os.fstat(handle.fileno()).st_size == 0:
+            raise ImageReadError(path, "empty file")
         try:
-            with Image.open(path, formats=_formats()) as image:
+            with Image.open(handle, formats=_formats()) as image:
                 refusal = check_dimensions(*image.size, max_side=max_side, max_pixels=max_pixels)
                 if refusal:
                     raise ImageReadError(path, refusal)

@@ -168,9 +168,21 @@ def test_truncated_jpeg_is_refused(tmp_path):
         read_image(tmp_path / "cut.jpg")
 
 
-def test_missing_file(tmp_path):
+def test_missing_file_and_folder(tmp_path):
     with pytest.raises(ImageReadError, match="cannot read"):
         read_image(tmp_path / "nope.png")
+    (tmp_path / "folder.jpg").mkdir()
+    with pytest.raises(ImageReadError, match="cannot read"):
+        read_image(tmp_path / "folder.jpg")
+
+
+def test_broken_exif_does_not_lose_the_photo(tmp_path):
+    _noise(20, 10).save(tmp_path / "a.jpg")
+    data = (tmp_path / "a.jpg").read_bytes()
+    junk = b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\xff\xff" + b"\x13" * 40
+    segment = b"\xff\xe1" + (len(junk) + 2).to_bytes(2, "big") + junk
+    (tmp_path / "b.jpg").write_bytes(data[:2] + segment + data[2:])
+    assert read_image(tmp_path / "b.jpg").size == (20, 10)
 
 
 @pytest.mark.parametrize("width, height", [(30000, 30000), (40000, 20), (9000, 9000)])
