@@ -32,6 +32,7 @@ from specialists.checkpoint import (
     with_prefix,
     write_json,
 )
+from training.optim_state import optimizer_from_tensors, optimizer_to_tensors
 from training.router_data import Labelled, domains_of, gather, trunk_outputs
 from training.router_export import Outputs, calibrate, write_reports
 
@@ -140,24 +141,6 @@ def _check_data(cfg: RouterTrainConfig) -> tuple[Path, list[str], Labelled, Labe
         if empty:
             raise UsageError(f"{root}: no {split} photos for domain(s) {', '.join(empty)}")
     return root, domains, train, val
-
-
-def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
-    state = optimizer.state_dict()
-    tensors = {
-        f"optimizer.{i}.{name}": v.reshape(1) if v.dim() == 0 else v
-        for i, entries in state["state"].items()
-        for name, v in entries.items()
-    }
-    return tensors, {"param_groups": state["param_groups"]}
-
-
-def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in strip_prefix(tensors, "optimizer").items():
-        i, name = key.split(".", 1)
-        state.setdefault(int(i), {})[name] = value.reshape(()) if name == "step" else value
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
 def _lr_factor(step: int, total: int, warmup: int) -> float:
@@ -388,7 +371,7 @@ def _save(
     epoch: int,
     rows: list[dict],
 ) -> None:
-    opt_tensors, opt_meta = _optimizer_tensors(optimizer)
+    opt_tensors, opt_meta = optimizer_to_tensors(optimizer, "optimizer")
     config = {
         "models": {"router": net.spec},
         "domains": domains,
@@ -424,7 +407,7 @@ def _resume(
             "use another --out"
         )
     net.load_state_dict(strip_prefix(tensors, "router"))
-    _load_optimizer(optimizer, tensors, config["optimizer"])
+    optimizer_from_tensors(optimizer, tensors, config["optimizer"], "optimizer")
     epoch = int(config["epoch"])
     print(f"resuming from {path} (epoch {epoch} of {cfg.epochs} done)")
     return epoch, list(config.get("history", []))
