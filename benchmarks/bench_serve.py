@@ -23,9 +23,12 @@ index): speed and memory do not depend on what the weights learned. Writes
 benchmarks/results/serve.json.
 """
 
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as serve does: before torch loads
+
 import argparse
 import json
-import os
 import platform
 import statistics
 import subprocess
