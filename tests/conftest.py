@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 PALETTES = {"warm": (200, 90, 60), "cool": (50, 110, 190)}
@@ -32,3 +33,20 @@ def make_split_folder(root: Path, per_domain: tuple[int, int] = (16, 4), size: i
 @pytest.fixture
 def photo_folder(tmp_path: Path) -> Path:
     return make_split_folder(tmp_path / "data")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Tests use tiny tensors: one thread beats two contending on a small, busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small but real weights folder (router, specialists, judge) for serving tests."""
+    from tests.serve_support import make_weights
+
+    return make_weights(tmp_path_factory.mktemp("weights"))

@@ -6,7 +6,6 @@ import re
 import numpy as np
 import pytest
 import streamlit as st
-import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -23,19 +22,6 @@ if not hasattr(FileUploader, "set_value"):
 
 APP = "../serve/app.py"
 DOMAIN_LINE = re.compile(r"^Domain: \*\*(\w+)\*\*$")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    return make_weights(tmp_path_factory.mktemp("weights"))
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from router import Neighbour
@@ -19,14 +18,6 @@ from serve.imageio import ImageReadError
 from tests.serve_support import COLOURS, DOMAINS, colour_photo, grey_photo, make_weights
 
 MB = 1_000_000
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -18,15 +18,6 @@ from training.losses import gan_loss, halves, matched_features
 from training.train_specialist import TrainConfig, train
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread beats two threads contending for a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_rgb_unet_output_converts_back_to_the_photo():
     model = specialists.create_model("unet_rgb", ngf=8, num_downs=5)
     assert output_space(model) == "rgb"

@@ -13,14 +13,6 @@ from training.quality import colour_metrics, grey_rgb, markdown_table
 from training.train_specialist import TrainConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_colour_metrics_of_the_truth_and_of_grey():
     torch.manual_seed(0)
     rgb = torch.rand(3, 3, 24, 24)

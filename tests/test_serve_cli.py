@@ -6,11 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from serve.colorize import expand_inputs, main, shard_of
-from tests.serve_support import colour_photo, grey_photo, make_weights
+from tests.serve_support import colour_photo, grey_photo
 
 REPORT_KEYS = {
     "input": str, "output": (str, type(None)), "domain": (str, type(None)),
@@ -19,19 +18,6 @@ REPORT_KEYS = {
     "already_colour": (bool, type(None)), "size": (list, type(None)),
     "model_size": (list, type(None)), "notes": list,
 }  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    return make_weights(tmp_path_factory.mktemp("weights"))
 
 
 def _run(weights, *args):

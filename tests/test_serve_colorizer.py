@@ -24,20 +24,6 @@ from tests.serve_support import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: tiny models gain nothing from two, and a busy machine punishes it."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    return make_weights(tmp_path_factory.mktemp("weights"))
-
-
 @pytest.fixture(scope="module")
 def colorizer(weights):
     return Colorizer.from_weights(weights)

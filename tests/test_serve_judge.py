@@ -27,14 +27,6 @@ from tests.serve_support import (
 from training.calibrate_judge import main as calibrate_main
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_platt_recovers_a_known_logistic():
     gen = torch.Generator().manual_seed(0)
     scores = torch.randn(40000, generator=gen, dtype=torch.float64) * 3

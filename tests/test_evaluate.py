@@ -1,0 +1,205 @@
+"""python -m training.evaluate on a tiny labelled set with small, real weights."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from serve import Colorizer, read_image
+from serve.transfer import model_input, model_shape
+from specialists.backbones import offline_weights_available
+from tests.conftest import make_split_folder
+from tests.serve_support import make_weights
+from training import evaluate
+from training.metrics import psnr
+
+DOMAINS = ("cool", "warm")  # make_split_folder's domains, so the router's too
+# constant colours per specialist; the judge (monotone in 'a') prefers warm's
+COLOURS = {"cool": (-0.2, -0.3), "warm": (0.4, 0.3)}
+PER_DOMAIN = 4
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    return make_weights(tmp_path_factory.mktemp("weights"), DOMAINS, COLOURS)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return make_split_folder(tmp_path_factory.mktemp("data"), per_domain=(1, PER_DOMAIN))
+
+
+def run_cli(data: Path, weights: Path, out: Path, *extra: str) -> tuple[int, dict | None]:
+    argv = [str(data), "--weights", str(weights), "--general", "cool", "--out", str(out)]
+    code = evaluate.main([*argv, "--no-classifier", *extra])
+    report = out / "evaluation.json"
+    return code, json.loads(report.read_text()) if report.exists() else None
+
+
+@pytest.fixture(scope="module")
+def report(data, weights, tmp_path_factory) -> dict:
+    code, result = run_cli(data, weights, tmp_path_factory.mktemp("out"))
+    assert code == 0
+    return result
+
+
+def test_report_has_every_system_domain_and_section(report):
+    systems = {"grayscale", "general_only", "specialist:cool", "specialist:warm"}
+    systems |= {"argmax", "fallback", "oracle"}
+    assert set(report["systems"]) == systems
+    for by_domain in report["systems"].values():
+        assert set(by_domain) == {"cool", "warm", "overall"}
+        assert by_domain["overall"]["photos"] == 2 * PER_DOMAIN
+        assert {"psnr", "ssim", "colourfulness_gap_pct", "agreement"} <= set(by_domain["cool"])
+    cross = report["cross_domain"]
+    assert cross["specialists"] == ["cool", "warm"] and cross["domains"] == ["cool", "warm"]
+    assert np.asarray(cross["psnr"]).shape == (2, 2)
+    assert np.asarray(cross["colourfulness_gap"]).shape == (2, 2)
+    assert report["photos"] == 2 * PER_DOMAIN and report["split"] == "val"
+    assert report["size"] == 64 and report["general"] == "cool"
+    assert {"routing", "below_threshold", "targets", "weights", "per_photo"} <= set(report)
+    assert len(report["routing"]["confusion"]["matrix"]) == 2
+
+
+def test_each_specialist_wins_on_its_own_domain(report):
+    """The cross-domain matrix is laid out specialist x domain: the diagonal is best here."""
+    psnr_ = np.asarray(report["cross_domain"]["psnr"])
+    assert psnr_[0, 0] > psnr_[1, 0] and psnr_[1, 1] > psnr_[0, 1]
+
+
+def test_grayscale_baseline_has_no_colour(report):
+    for stats in report["systems"]["grayscale"].values():
+        assert stats["colourfulness"] < 0.5
+        assert stats["colourfulness_gap"] == pytest.approx(-stats["colourfulness_true"], abs=0.5)
+        assert stats["colourfulness_true"] > 20
+
+
+def test_oracle_is_each_specialist_on_its_own_domain(report):
+    systems = report["systems"]
+    for domain in DOMAINS:
+        assert systems["oracle"][domain] == systems[f"specialist:{domain}"][domain]
+    assert systems["general_only"] == systems["specialist:cool"]
+
+
+def test_threshold_zero_never_falls_back(data, weights, tmp_path):
+    code, result = run_cli(data, weights, tmp_path, "--threshold", "0")
+    assert code == 0
+    assert result["systems"]["fallback"] == result["systems"]["argmax"]
+    assert result["below_threshold"]["photos"] == 0
+    assert result["routing"]["fallback_fraction"] == 0
+    assert result["targets"][-1]["status"] == "not applicable"
+
+
+def test_threshold_above_one_lets_the_judge_pick_every_photo(data, weights, tmp_path):
+    code, result = run_cli(data, weights, tmp_path, "--threshold", "1.5")
+    assert code == 0
+    assert result["below_threshold"]["photos"] == 2 * PER_DOMAIN
+    assert all(p["fell_back"] and p["served"] == p["judge_pick"] for p in result["per_photo"])
+    # the monotone judge prefers the reddest candidate: warm's, for every photo
+    assert {p["judge_pick"] for p in result["per_photo"]} == {"warm"}
+    assert result["systems"]["fallback"] == result["systems"]["specialist:warm"]
+    assert result["below_threshold"]["fallback"] == result["systems"]["fallback"]["overall"]
+
+
+def test_served_choice_and_colours_match_the_colorizer(data, weights):
+    """The evaluation's 'fallback' is exactly what serve.Colorizer gives users."""
+    items, _ = evaluate.find_items(data, None)
+    probe = Colorizer.from_weights(weights)
+    photos = [read_image(i.path) for i in items]
+    shape = model_shape(*photos[0].size, probe.size, probe.stride)
+    l_norm = torch.cat([model_input(p.pixels, shape) for p in photos])
+    confidences = [d.confidence for d in probe.router.route(l_norm)]
+    threshold = float(np.median(confidences))  # some photos route, some fall back
+    colorizer = Colorizer.from_weights(weights, threshold=threshold)
+    run = evaluate.colour_all(colorizer, items, data, batch_size=3)
+    served = colorizer.colorize_batch(photos)
+    assert {p.fell_back for p in run.scored} == {True, False}
+    for scored, result, photo in zip(run.scored, served, photos):
+        assert scored.served == result.domain
+        assert scored.fell_back == (result.strategy == "discriminator")
+        truth = evaluate.truth_rgb(photo)
+        image = evaluate.as_tensor(np.array(result.image)).unsqueeze(0)
+        served_psnr = scored.metrics[scored.served]["psnr"]
+        assert psnr(image, truth).item() == pytest.approx(served_psnr, abs=1e-4)
+
+
+def test_markdown_and_grid_are_written(report):
+    markdown = Path(report["markdown"]).read_text()
+    assert "## Targets" in markdown and "| fallback | warm |" in markdown
+    assert "not applicable" in markdown  # no portrait domain here
+    assert Path(report["grid"]).stat().st_size > 0
+    assert Path(report["json"]).name == "evaluation.json"
+
+
+def test_limit_and_unreadable_files(data, weights, tmp_path):
+    copy = shutil.copytree(data, tmp_path / "data")
+    (copy / "val" / "warm" / "warm_000.png").write_bytes(b"not a png")
+    code, result = run_cli(copy, weights, tmp_path / "out", "--limit", "2")
+    assert code == 0
+    assert result["photos_per_domain"] == {"cool": 2, "warm": 1}
+    assert result["unreadable"][0]["path"] == "val/warm/warm_000.png"
+
+
+def test_agreement_is_null_with_a_note_without_classifier_weights(
+    data, weights, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(evaluate, "offline_weights_available", lambda name: False)
+    argv = [str(data), "--weights", str(weights), "--general", "cool", "--limit", "1"]
+    assert evaluate.main([*argv, "--json", str(tmp_path / "r.json")]) == 0
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["classifier"]["available"] is False
+    assert "not installed" in result["classifier"]["note"]
+    assert result["systems"]["oracle"]["overall"]["agreement"] is None
+    assert (tmp_path / "r.md").exists() and (tmp_path / "r_grid.png").exists()
+
+
+@pytest.mark.skipif(
+    not offline_weights_available("mobilenetv2_100"), reason="offline MobileNetV2 weights absent"
+)
+def test_agreement_with_the_imagenet_classifier(data, weights, tmp_path):
+    argv = [str(data), "--weights", str(weights), "--general", "cool", "--limit", "1"]
+    assert evaluate.main([*argv, "--json", str(tmp_path / "r.json")]) == 0
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["classifier"]["available"] is True
+    for by_domain in result["systems"].values():
+        assert all(0.0 <= s["agreement"] <= 1.0 for s in by_domain.values())
+
+
+def test_portrait_target_reports_met_and_missed():
+    def stats(psnr_: float, pct: float) -> dict:
+        return {"psnr": psnr_, "colourfulness_gap": pct / 100, "colourfulness_gap_pct": pct}
+
+    below = {"photos": 0, "fallback": {"psnr": None}, "argmax": {"psnr": None}}
+    for value, pct, status in ((28.0, -10.0, "met"), (28.0, -20.0, "missed"), (27.0, 0, "missed")):
+        routed = {"portrait": stats(value, pct), "overall": stats(value, pct)}
+        systems = {"fallback": routed, "general_only": routed, "grayscale": routed}
+        targets = evaluate.check_targets(systems, below, ["portrait"])
+        assert targets[3]["status"] == status, (value, pct)
+        assert targets[0]["status"] == "missed"  # equal is not better
+
+
+@pytest.mark.parametrize(
+    "make_args, message",
+    [
+        (lambda d, w: [str(d / "nowhere"), "--weights", str(w)], "no such data folder"),
+        (lambda d, w: [str(d), "--weights", str(d / "none")], "no such weights folder"),
+        (lambda d, w: [str(d), "--weights", str(w)], "--general general: no such specialist"),
+        (lambda d, w: [str(d / "val" / "cool"), "--weights", str(w)], "no <domain>/ subfolders"),
+        (lambda d, w: [str(d), "--weights", str(w), "--limit", "0"], "--limit must be at least"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_message(data, weights, capsys, make_args, message):
+    assert evaluate.main(make_args(data, weights)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
