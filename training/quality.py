@@ -42,20 +42,29 @@ def grey_rgb(rgb: torch.Tensor) -> torch.Tensor:
     return join_lab(l_norm, torch.zeros_like(l_norm).expand(-1, 2, -1, -1))
 
 
+def image_metrics(pred: torch.Tensor, truth: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-image PSNR, SSIM and colourfulness (B,) of ``pred`` and ``truth`` (RGB in [0, 1]).
+
+    Per image, so a report can average them over any subset (a domain, the photos a router
+    was unsure of) without colouring anything twice.
+    """
+    return {
+        "psnr": psnr(pred, truth),
+        "ssim": ssim(pred, truth),
+        "colourfulness": colourfulness(pred),
+        "colourfulness_true": colourfulness(truth),
+    }
+
+
 def colour_metrics(pred: torch.Tensor, truth: torch.Tensor) -> dict[str, float]:
     """Mean PSNR, SSIM and colourfulness of ``pred`` against ``truth`` (RGB in [0, 1]).
 
     ``colourfulness_gap`` is signed, predicted minus true: negative means washed out (the
     brown, grey-ish average an uncertain model falls back on), positive means garish.
     """
-    pred_colour, true_colour = colourfulness(pred).mean(), colourfulness(truth).mean()
-    return {
-        "psnr": psnr(pred, truth).mean().item(),
-        "ssim": ssim(pred, truth).mean().item(),
-        "colourfulness": pred_colour.item(),
-        "colourfulness_true": true_colour.item(),
-        "colourfulness_gap": (pred_colour - true_colour).item(),
-    }
+    means = {name: values.mean().item() for name, values in image_metrics(pred, truth).items()}
+    means["colourfulness_gap"] = means["colourfulness"] - means["colourfulness_true"]
+    return means
 
 
 @torch.no_grad()
