@@ -17,7 +17,9 @@ from training import evaluate
 from training.metrics import psnr
 
 DOMAINS = ("cool", "warm")  # make_split_folder's domains, so the router's too
-# constant colours per specialist; the judge (monotone in 'a') prefers warm's
+# constant colours per specialist; the judge (falling with 'a') prefers cool's. The tiny
+# random router sends these photos to warm, so the judge and argmax disagree, as they must
+# for the tests to tell the two apart.
 COLOURS = {"cool": (-0.2, -0.3), "warm": (0.4, 0.3)}
 PER_DOMAIN = 4
 
@@ -32,7 +34,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
-    return make_weights(tmp_path_factory.mktemp("weights"), DOMAINS, COLOURS)
+    return make_weights(tmp_path_factory.mktemp("weights"), DOMAINS, COLOURS, judge_sign=-1.0)
 
 
 @pytest.fixture(scope="module")
@@ -106,9 +108,10 @@ def test_threshold_above_one_lets_the_judge_pick_every_photo(data, weights, tmp_
     assert code == 0
     assert result["below_threshold"]["photos"] == 2 * PER_DOMAIN
     assert all(p["fell_back"] and p["served"] == p["judge_pick"] for p in result["per_photo"])
-    # the monotone judge prefers the reddest candidate: warm's, for every photo
-    assert {p["judge_pick"] for p in result["per_photo"]} == {"warm"}
-    assert result["systems"]["fallback"] == result["systems"]["specialist:warm"]
+    # the monotone judge prefers the least red candidate: cool's, for every photo
+    assert {p["judge_pick"] for p in result["per_photo"]} == {"cool"}
+    assert {p["routed"] for p in result["per_photo"]} == {"warm"}
+    assert result["systems"]["fallback"] == result["systems"]["specialist:cool"]
     assert result["below_threshold"]["fallback"] == result["systems"]["fallback"]["overall"]
 
 
@@ -125,6 +128,7 @@ def test_served_choice_and_colours_match_the_colorizer(data, weights):
     run = evaluate.colour_all(colorizer, items, data, batch_size=3)
     served = colorizer.colorize_batch(photos)
     assert {p.fell_back for p in run.scored} == {True, False}
+    assert {p.served for p in run.scored} == {"cool", "warm"}
     for scored, result, photo in zip(run.scored, served, photos):
         assert scored.served == result.domain
         assert scored.fell_back == (result.strategy == "discriminator")
