@@ -24,16 +24,8 @@ COLOURS = {"cool": (-0.2, -0.3), "warm": (0.4, 0.3)}
 PER_DOMAIN = 4
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
+def weights(tmp_path_factory) -> Path:  # overrides conftest's: these photos' domains
     return make_weights(tmp_path_factory.mktemp("weights"), DOMAINS, COLOURS, judge_sign=-1.0)
 
 
