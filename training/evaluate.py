@@ -231,6 +231,31 @@ def as_tensor(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(rgb).permute(2, 0, 1).float().div(255.0)
 
 
+def measure(
+    photo: Photo,
+    abs_: dict[str, torch.Tensor],
+    classifier: nn.Module | None,
+    device: torch.device,
+) -> tuple[dict[str, dict[str, float | None]], dict[str, np.ndarray], torch.Tensor]:
+    """Each candidate ab on the photo's full-resolution L, measured against the original.
+
+    Returns (candidate -> metric -> value, candidate -> RGB uint8, the truth as floats).
+    """
+    rgbs = {key: rejoin(photo.pixels, ab, device) for key, ab in abs_.items()}
+    truth = truth_rgb(photo)
+    preds = torch.stack([as_tensor(rgb) for rgb in rgbs.values()])
+    values = image_metrics(preds, truth.expand(len(preds), -1, -1, -1))
+    agree = agreement(classifier, truth, preds) if classifier is not None else None
+    metrics = {
+        key: {
+            **{m: float(values[m][k]) for m in METRICS},
+            "agreement": None if agree is None else agree[k],
+        }
+        for k, key in enumerate(rgbs)
+    }
+    return metrics, rgbs, truth
+
+
 @torch.inference_mode()
 def score_group(
     colorizer: Colorizer,
@@ -257,18 +282,7 @@ def score_group(
             decision, realism[i], names, colorizer.threshold
         )
         abs_ = {GREY: grey, **{name: ab[i] for name, ab in zip(names, candidates)}}
-        rgbs = {key: rejoin(photo.pixels, ab, colorizer.device) for key, ab in abs_.items()}
-        truth = truth_rgb(photo)
-        preds = torch.stack([as_tensor(rgb) for rgb in rgbs.values()])
-        values = image_metrics(preds, truth.expand(len(preds), -1, -1, -1))
-        agree = agreement(classifier, truth, preds) if classifier is not None else None
-        metrics = {
-            key: {
-                **{m: float(values[m][k]) for m in METRICS},
-                "agreement": None if agree is None else agree[k],
-            }
-            for k, key in enumerate(rgbs)
-        }
+        metrics, rgbs, truth = measure(photo, abs_, classifier, colorizer.device)
         run.scored.append(
             Scored(
                 _relative(item.path, root),
