@@ -119,6 +119,10 @@ class Colorizer:
     def domains(self) -> list[str]:
         return list(self.generators)
 
+    def falls_back(self, decision: Decision) -> bool:
+        """Whether the judge decides: the router is unsure and there is more than one choice."""
+        return not decision.confident(self.threshold) and len(self.generators) > 1
+
     @classmethod
     def from_weights(
         cls,
@@ -215,10 +219,10 @@ class Colorizer:
         routed: dict[str, list[int]] = defaultdict(list)
         unsure: list[int] = []
         for i, decision in enumerate(decisions):
-            if decision.confident(self.threshold) or len(self.generators) == 1:
-                routed[decision.domain].append(i)
-            else:
+            if self.falls_back(decision):
                 unsure.append(i)
+            else:
+                routed[decision.domain].append(i)
         for name, members in routed.items():
             ab = predict_ab(self.generators[name], l_norm[members])
             for j, i in enumerate(members):

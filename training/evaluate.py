@@ -206,17 +206,13 @@ def agreement(model: nn.Module, truth: torch.Tensor, preds: torch.Tensor) -> lis
 
 
 def served_choice(
-    decision: Decision, realism: torch.Tensor, names: Sequence[str], threshold: float
+    colorizer: Colorizer, decision: Decision, realism: torch.Tensor
 ) -> tuple[str, str, bool]:
-    """(what the served Colorizer uses, the judge's pick, whether it fell back).
-
-    The rule of ``serve.colorizer.Colorizer._colour``: a confident router (or a single
-    specialist) decides; otherwise the judge's most realistic candidate wins.
-    """
-    judge_pick = names[int(realism.argmax())]
-    if decision.confident(threshold) or len(names) == 1:
-        return decision.domain, judge_pick, False
-    return judge_pick, judge_pick, True
+    """(what the served Colorizer uses, the judge's pick, whether it fell back)."""
+    judge_pick = colorizer.domains[int(realism.argmax())]
+    if colorizer.falls_back(decision):
+        return judge_pick, judge_pick, True
+    return decision.domain, judge_pick, False
 
 
 def truth_rgb(photo: Photo) -> torch.Tensor:
@@ -278,9 +274,7 @@ def score_group(
         realism = torch.zeros(len(photos), len(names))
     grey = torch.zeros_like(candidates[0][0])
     for i, (item, photo, decision) in enumerate(zip(items, photos, decisions)):
-        served, judge_pick, fell_back = served_choice(
-            decision, realism[i], names, colorizer.threshold
-        )
+        served, judge_pick, fell_back = served_choice(colorizer, decision, realism[i])
         abs_ = {GREY: grey, **{name: ab[i] for name, ab in zip(names, candidates)}}
         metrics, rgbs, truth = measure(photo, abs_, classifier, colorizer.device)
         run.scored.append(
