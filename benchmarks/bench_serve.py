@@ -51,8 +51,8 @@ from serve.colorize import expand_inputs, run  # noqa: E402
 from serve.colorizer import Colorizer  # noqa: E402
 from serve.transfer import model_input, model_shape, rejoin  # noqa: E402
 from specialists.checkpoint import save_checkpoint, with_prefix  # noqa: E402
+from specialists.metrics import colourfulness, psnr  # noqa: E402
 from specialists.output import predict_ab  # noqa: E402
-from training.metrics import colourfulness, psnr  # noqa: E402
 
 DOMAINS = ("general", "landscape", "portrait")
 

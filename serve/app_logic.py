@@ -24,6 +24,8 @@ import torch
 from PIL import Image
 
 from router import Neighbour
+from specialists.lab import lab_to_rgb
+from specialists.metrics import colourfulness, psnr
 
 from .colorizer import FORCED, JUDGE, Colorizer, ColorizeResult
 from .imageio import IMAGE_SUFFIXES, ImageReadError, Photo, read_image
@@ -234,14 +236,11 @@ def _unit_rgb(image: Image.Image) -> torch.Tensor:
 
 
 def demo_comparison(photo: Photo, result: ColorizeResult, side: int = METRIC_SIDE) -> Demo:
-    """Judge a recolourized colour photo against its true colours, with the training metrics.
+    """Judge a recolourized colour photo against its true colours, with training's metrics.
 
     The desaturated copy is the photo's own CIE L with no colour (exactly what the models
     saw); its PSNR is the baseline a colourization has to beat.
     """
-    from specialists.lab import lab_to_rgb
-    from training.metrics import colourfulness, psnr  # the numbers training reports
-
     truth = _shrunk(photo_image(photo).convert("RGB"), side)
     recoloured = _shrunk(result.image.convert("RGB"), side)
     lightness = full_lightness(np.asarray(truth))

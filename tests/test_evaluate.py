@@ -11,10 +11,10 @@ import torch
 from serve import Colorizer, read_image
 from serve.transfer import model_input, model_shape
 from specialists.backbones import offline_weights_available
+from specialists.metrics import psnr
 from tests.conftest import make_split_folder
 from tests.serve_support import make_weights
 from training import evaluate
-from training.metrics import psnr
 
 DOMAINS = ("cool", "warm")  # make_split_folder's domains, so the router's too
 # constant colours per specialist; the judge (falling with 'a') prefers cool's. The tiny

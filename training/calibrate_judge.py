@@ -35,9 +35,9 @@ from discriminators.scoring import (
 )
 from specialists.checkpoint import CheckpointError, read_config
 from specialists.lab import join_lab, split_lab
+from specialists.metrics import psnr
 from specialists.output import predict_ab
 from training.data import ColourPhotos, find_images, list_domains, scan_images
-from training.metrics import psnr
 
 JUDGE_FILE = "judge.json"  # serve.weights.JUDGE_FILE: training does not import serve
 

@@ -15,8 +15,8 @@ from torch import nn
 from torchvision.utils import make_grid
 
 from specialists.lab import join_lab, split_lab
+from specialists.metrics import colourfulness, psnr, ssim
 from specialists.output import predict_ab
-from training.metrics import colourfulness, psnr, ssim
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:

@@ -38,10 +38,10 @@ from specialists.checkpoint import (
     write_json,
 )
 from specialists.lab import join_lab, split_lab
+from specialists.metrics import colourfulness, psnr
 from specialists.output import predict_ab, to_ab
 from training.data import ColourPhotos, find_images, scan_images
 from training.losses import gan_loss, halves, matched_features
-from training.metrics import colourfulness, psnr
 from training.monitor import MetricsLog, plot_losses, save_sample_grid
 from training.optim_state import optimizer_from_tensors, optimizer_to_tensors
 

@@ -1,4 +1,4 @@
-"""Colour-quality metrics on RGB batches in [0, 1], shape (B, 3, H, W).
+"""Colour-quality metrics on RGB batches in [0, 1], shape (B, 3, H, W): training and serving.
 
 No pretrained perceptual backbone is available offline, so colour is judged by PSNR, SSIM
 and colourfulness (Hasler & Suesstrunk 2003) and its gap to the ground truth's.
