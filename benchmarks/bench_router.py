@@ -4,7 +4,7 @@ Times ``Router.route`` end to end (resize to the router's input, network, faiss 
 the training photos, building the decisions) for a few batch sizes, photo sizes and thread
 counts, median of several runs after a warm-up. Without trained weights it times an untrained
 stand-in of the same architecture and index size (the time does not depend on the weights).
-Results go to ``benchmarks/bench_router_results.json``.
+Results go to ``benchmarks/results/router.json``.
 """
 
 import argparse
@@ -54,7 +54,7 @@ def main() -> int:
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     p.add_argument("--repeat", type=int, default=7)
-    p.add_argument("--out", type=Path, default=HERE / "bench_router_results.json")
+    p.add_argument("--out", type=Path, default=HERE / "results" / "router.json")
     args = p.parse_args()
     try:
         router, source = load_router(args.weights), str(args.weights)
