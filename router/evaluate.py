@@ -8,7 +8,6 @@ skipped.
 """
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
+
+from specialists.checkpoint import write_json
 
 from .calibration import expected_calibration_error, reliability
 from .errors import RouterError
@@ -267,6 +268,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def write_report(path: Path, report: dict) -> bool:
+    """Write ``report`` as JSON (atomically); False, after one error line, if it cannot be."""
+    try:
+        write_json(path, report)
+    except OSError as exc:
+        print(f"error: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads:
@@ -293,11 +304,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: cannot write {png}: {exc.strerror or exc}", file=sys.stderr)
             return 2
     if args.json is not None:
-        try:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(report, indent=2) + "\n")
-        except OSError as exc:
-            print(f"error: cannot write {args.json}: {exc.strerror or exc}", file=sys.stderr)
+        if not write_report(args.json, report):
             return 2
         print(f"report: {args.json}")
     return 0

@@ -9,7 +9,6 @@ confirmed pairs are listed.
 """
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from router import Router, RouterError, load_router
+from router.evaluate import write_report
 from router.index import NeighbourIndex
 from router.preprocess import IMAGE_ERRORS, fit_square, load_l_norm
 from training.data import SPLITS, find_images
@@ -217,11 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             scores = f"similarity {p['similarity']:.4f}, pixels {p['pixel_correlation']:.4f}"
             print(f"  {p['a']}  ~  {p['b']}  ({scores})")
     if args.json is not None:
-        try:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(report, indent=2) + "\n")
-        except OSError as exc:
-            print(f"error: cannot write {args.json}: {exc.strerror or exc}", file=sys.stderr)
+        if not write_report(args.json, report):
             return 2
         print(f"report: {args.json}")
     return 0
