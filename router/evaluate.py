@@ -126,7 +126,8 @@ def evaluate(
         good = [(i, x) for i, x, _ in batch if x is not None]
         for i, _, reason in batch:
             if reason:
-                unreadable.append({"path": _rel(data.photos[i].path, root), "reason": reason})
+                path = relative_name(data.photos[i].path, root)
+                unreadable.append({"path": path, "reason": reason})
         if not good:
             continue
         decisions = router.route(torch.stack([x for _, x in good]))
@@ -134,7 +135,7 @@ def evaluate(
             photo = data.photos[i]
             rows.append(
                 {
-                    "path": _rel(photo.path, root),
+                    "path": relative_name(photo.path, root),
                     "folder": photo.folder,
                     "routed": decision.domain,
                     "confidence": decision.confidence,
@@ -186,7 +187,8 @@ def evaluate(
     return report
 
 
-def _rel(path: Path, root: Path) -> str:
+def relative_name(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` when it lies below it, else as given (for reports)."""
     try:
         return str(path.relative_to(root))
     except ValueError:

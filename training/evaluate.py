@@ -59,7 +59,7 @@ from tqdm import tqdm
 
 import serve  # noqa: F401  (first: its OpenMP settings must precede heavy torch work)
 from router.evaluate import UsageError as CollectError
-from router.evaluate import collect
+from router.evaluate import collect, relative_name
 from serve.colorizer import Colorizer, Decision
 from serve.imageio import ImageReadError, Photo, read_image
 from serve.transfer import model_input, model_shape, rejoin
@@ -279,7 +279,7 @@ def score_group(
         metrics, rgbs, truth = measure(photo, abs_, classifier, colorizer.device)
         run.scored.append(
             Scored(
-                _relative(item.path, root),
+                relative_name(item.path, root),
                 item.domain,
                 decision.domain,
                 float(decision.confidence),
@@ -301,7 +301,7 @@ def decode(items: Sequence[Item], root: Path, run: Run) -> list[tuple[Item, Phot
         try:
             decoded.append((item, read_image(item.path)))
         except ImageReadError as exc:
-            run.unreadable.append({"path": _relative(item.path, root), "reason": exc.reason})
+            run.unreadable.append({"path": relative_name(item.path, root), "reason": exc.reason})
     return decoded
 
 
@@ -333,13 +333,6 @@ def colour_all(
                 score_group(colorizer, members, photos, classifier, root, sample or set(), run)
             bar.update(len(chunk))
     return run
-
-
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)
 
 
 # --- the report -------------------------------------------------------------------------
