@@ -523,7 +523,7 @@ def train(config: TrainConfig) -> dict:
         raise
     bar.close()
     ddp.close()
-    return load_checkpoint(ckpt_path)[1] if ddp.main else {}
+    return read_config(ckpt_path) if ddp.main else {}
 
 
 def _key_value(text: str) -> tuple[str, object]:
