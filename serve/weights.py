@@ -54,7 +54,8 @@ class WeightsFolder:
 
 
 def default_weights_dir() -> Path:
-    """The shipped default: ``$COLORIZER_WEIGHTS`` if set, else the repo's ``weights/``."""
+    """``$COLORIZER_WEIGHTS`` if set, else the shipped ``weights`` package folder (the repo's
+    ``weights/``, installed beside ``serve`` by ``pip install .``)."""
     env = os.environ.get(ENV_VAR)
     return Path(env) if env else Path(__file__).resolve().parents[1] / "weights"
 

@@ -38,6 +38,14 @@ def to_ab(model: nn.Module, output: torch.Tensor) -> torch.Tensor:
     return normalize_ab(rgb_to_lab(rgb)[..., 1:, :, :])
 
 
+def chroma_gain(model: nn.Module) -> float:
+    """The saturation gain a served model applies (1.0 unless ``training.fit_chroma`` set one)."""
+    return float(getattr(getattr(model, "module", model), "chroma_gain", 1.0))
+
+
 def predict_ab(model: nn.Module, l_norm: torch.Tensor) -> torch.Tensor:
-    """Run ``model`` on normalised L and return normalised ab, whatever it predicts."""
-    return to_ab(model, model(l_norm))
+    """Run ``model`` on normalised L and return normalised ab, whatever it predicts, scaled by
+    the model's chroma gain (an L1-trained model is paler than life; see training.fit_chroma)."""
+    ab = to_ab(model, model(l_norm))
+    gain = chroma_gain(model)
+    return ab if gain == 1.0 else (ab * gain).clamp(-1.0, 1.0)

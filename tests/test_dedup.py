@@ -15,6 +15,7 @@ TINY = [
     "--arch", "timm_router", "--backbone", "mobilenetv2_035", "--no-pretrained",
     "--size", "32", "--train-blocks", "0", "--views", "1", "--batch-size", "16",
     "--epochs", "3", "--workers", "0", "--threads", "1", "--index-dim", "16", "--k", "5",
+    "--calibrate-on", "val",
 ]  # fmt: skip
 
 

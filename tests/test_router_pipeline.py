@@ -30,10 +30,15 @@ TINY = [
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     base = tmp_path_factory.mktemp("router")
-    data = make_dataset(base / "data", train=16, val=8)
+    # 26 photos per domain: the fixed hold-out rule keeps 1-2 of each out of training.
+    data = make_dataset(base / "data", train=26, val=8)
     run = base / "run"
     assert train_main(["--data", str(data), "--out", str(run), "--epochs", "30", *TINY]) == 0
     return data, run
+
+
+HELD_OUT = {"document_000.png", "document_003.png", "sky_025.png", "zebra_017.png"}
+SMALL = [*TINY, "--calibrate-on", "val"]  # too few photos to hold any out
 
 
 def _val_batch(data):
@@ -51,10 +56,14 @@ def test_training_writes_a_folder_that_can_be_copied_as_is(trained, tmp_path):
     assert config["domains"] == sorted(DOMAINS)  # read from the folders
     assert 0.0 < config["threshold"] <= 1.0
     meta = json.loads((folder / "router_index.json").read_text())
-    assert len(meta["paths"]) == 48 and all(not p.startswith("/") for p in meta["paths"])
+    assert len(meta["paths"]) == 74 and all(not p.startswith("/") for p in meta["paths"])
     assert all((data / p).is_file() for p in meta["paths"])
+    # the held-out photos calibrate the router; they are neither trained on nor in the index
+    assert not HELD_OUT & {p.rsplit("/", 1)[-1] for p in meta["paths"]}
+    assert config["data"]["calibrated_on"] == "holdout"
+    assert config["data"]["calibration_photos"] == len(HELD_OUT)
     router = load_router(folder)
-    assert router.domains == sorted(DOMAINS) and len(router.index) == 48
+    assert router.domains == sorted(DOMAINS) and len(router.index) == 74
     assert (run / "metrics.csv").is_file() and (run / "reports" / "reliability_val.png").is_file()
 
 
@@ -179,26 +188,33 @@ def test_evaluate_usage_errors_exit_2_without_traceback(trained, tmp_path, capsy
 def test_training_resumes_and_refuses_changed_settings(tmp_path, capsys):
     data = make_dataset(tmp_path / "data", train=6, val=3)
     run = tmp_path / "run"
-    assert train_main(["--data", str(data), "--out", str(run), "--epochs", "2", *TINY]) == 0
+    assert train_main(["--data", str(data), "--out", str(run), "--epochs", "2", *SMALL]) == 0
     capsys.readouterr()
-    assert train_main(["--data", str(data), "--out", str(run), "--epochs", "3", *TINY]) == 0
+    assert train_main(["--data", str(data), "--out", str(run), "--epochs", "3", *SMALL]) == 0
     out = capsys.readouterr().out
     assert "resuming from" in out and "epoch 2 of 3 done" in out
     assert "epoch 3:" in out and "epoch 1:" not in out and "epoch 2:" not in out
     assert len(json.loads((run / "router" / "router.json").read_text())["training"]["history"]) == 3
-    changed = [a if a != "32" else "48" for a in TINY]
+    changed = [a if a != "32" else "48" for a in SMALL]
     assert train_main(["--data", str(data), "--out", str(run), "--epochs", "3", *changed]) == 2
     assert "different settings" in capsys.readouterr().err
 
 
 def test_training_usage_errors(tmp_path, capsys):
-    assert train_main(["--data", str(tmp_path / "nope"), "--out", str(tmp_path / "r"), *TINY]) == 2
+    assert train_main(["--data", str(tmp_path / "nope"), "--out", str(tmp_path / "r"), *SMALL]) == 2
     assert "no such data folder" in capsys.readouterr().err
     (tmp_path / "one" / "train" / "only").mkdir(parents=True)
-    assert train_main(["--data", str(tmp_path / "one"), "--out", str(tmp_path / "r"), *TINY]) == 2
+    assert train_main(["--data", str(tmp_path / "one"), "--out", str(tmp_path / "r"), *SMALL]) == 2
     assert "at least two domain" in capsys.readouterr().err
     data = make_dataset(tmp_path / "data", train=2, val=1)
     (tmp_path / "file").write_text("")
-    assert train_main(["--data", str(data), "--out", str(tmp_path / "file" / "run"), *TINY]) == 2
+    assert train_main(["--data", str(data), "--out", str(tmp_path / "file" / "run"), *SMALL]) == 2
     err = capsys.readouterr().err
     assert "error:" in err and "file" in err and "Traceback" not in err
+
+
+def test_holding_out_needs_photos_of_every_domain(tmp_path, capsys):
+    data = make_dataset(tmp_path / "data", train=16, val=2)  # no sky photo is held out
+    assert train_main(["--data", str(data), "--out", str(tmp_path / "r"), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "sky" in err and "--calibrate-on val" in err and "Traceback" not in err

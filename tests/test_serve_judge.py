@@ -96,7 +96,7 @@ def test_calibrate_judge_writes_what_serving_trusts(tmp_path, photo_folder, caps
     weights = make_weights(tmp_path / "w", domains, colours)
     code = calibrate_main(
         ["--data", str(photo_folder), "--weights", str(weights), "--per-domain", "3",
-         "--no-progress"]
+         "--split", "val", "--no-progress"]
     )  # fmt: skip
     assert code == 0
     out = capsys.readouterr().out

@@ -6,6 +6,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from tests.conftest import make_split_folder
 from training.data import find_images, list_domains, scan_images
 from training.train_specialist import TrainConfig, UsageError, main, parse_args, train
 
@@ -92,6 +93,15 @@ def test_plain_folder_of_images_holds_out_a_validation_share(tmp_path):
     assert len(train_files) + len(val_files) == 60
     assert not set(train_files) & set(val_files)
     assert list_domains(tmp_path) == []
+    assert find_images(tmp_path, "holdout") == val_files  # the plain layout's held-out share
+
+
+def test_holdout_is_a_fixed_part_of_train_kept_by_name(tmp_path):
+    make_split_folder(tmp_path, per_domain=(40, 2), size=16)
+    train = find_images(tmp_path, "train", "warm")
+    held = find_images(tmp_path, "holdout", "warm")
+    assert [p.name for p in held] == ["warm_026.png"]  # ~6% of names, fixed by their hash
+    assert set(held) < set(train) and not set(held) & set(find_images(tmp_path, "val", "warm"))
 
 
 def test_domains_come_from_the_folders(photo_folder):

@@ -1,12 +1,14 @@
-"""Fit the fallback judge's calibration on validation photos.
+"""Fit the fallback judge's calibration on held-out colour photos.
 
     python -m training.calibrate_judge --data ../shared/data/colorize-v1 --weights weights
 
-Validation photos are in colour, so the truth is known. Every specialist colours each
-photo's L; every discriminator scores the real colouring and all the specialists' ones;
-one Platt scaling per discriminator (real = 1, generated = 0) is fitted and written to
-``WEIGHTS/judge.json`` with the SHA-256 of each checkpoint, so serving can tell when the
-calibration is stale. Why a calibrated panel: see ``discriminators.scoring``.
+It fits on the ``holdout`` split (a fixed part of train, see ``training.data``), so the
+validation photos stay untouched for reporting. They are in colour, so the truth is known.
+Every specialist colours each photo's L; every discriminator scores the real colouring
+and all the specialists' ones; one Platt scaling per discriminator (real = 1, generated = 0)
+is fitted and written to ``WEIGHTS/judge.json`` with the SHA-256 of each checkpoint, so
+serving can tell when the calibration is stale. Why a calibrated panel: see
+``discriminators.scoring``.
 
 It also measures whether the judge helps: the PSNR of the candidate it picks against the
 photo's own-domain specialist (what a perfect router would pick), the best candidate (an
@@ -37,7 +39,7 @@ from specialists.checkpoint import CheckpointError, read_config
 from specialists.lab import join_lab, split_lab
 from specialists.metrics import psnr
 from specialists.output import predict_ab
-from training.data import ColourPhotos, find_images, list_domains, scan_images
+from training.data import HOLDOUT, ColourPhotos, find_images, list_domains, scan_images
 
 JUDGE_FILE = "judge.json"  # serve.weights.JUDGE_FILE: training does not import serve
 
@@ -58,7 +60,7 @@ def _pick_psnr(scores: torch.Tensor, quality: torch.Tensor) -> float:
 def calibrate(
     data: Path,
     weights: Path,
-    split: str = "val",
+    split: str = HOLDOUT,
     per_domain: int = 64,
     size: int | None = None,
     batch_size: int = 16,
@@ -151,9 +153,9 @@ def calibrate(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.calibrate_judge", description=__doc__)
-    parser.add_argument("--data", required=True, type=Path, help="data folder with a val split")
+    parser.add_argument("--data", required=True, type=Path, help="data folder (colorize-v1 layout)")
     parser.add_argument("--weights", required=True, type=Path, help="weights folder to calibrate")
-    parser.add_argument("--split", default="val", help="split to fit on (default val)")
+    parser.add_argument("--split", default=HOLDOUT, help="split to fit on (default holdout)")
     parser.add_argument("--per-domain", type=int, default=64, help="photos per domain")
     parser.add_argument("--size", type=int, help="resolution (default: the training size)")
     parser.add_argument("--batch-size", type=int, default=16)

@@ -4,6 +4,11 @@ Two layouts are understood:
 - split/domain folders, like ``colorize-v1``: ``DIR/train/<domain>/*``, ``DIR/val/<domain>/*``;
 - any plain folder of images (searched recursively); a fixed 5% is held out for validation.
 
+Settings chosen after training (the router's calibration and threshold, the specialists'
+chroma gain, the judge's calibration) are fitted on the ``holdout`` split, never on val: in
+the split layout it is the same fixed ~5% of ``train`` (chosen by a hash of the file name);
+in the plain layout it is the held-out 5% itself.
+
 Grayscale and unreadable files cannot teach colour: they are skipped and counted.
 """
 
@@ -20,6 +25,7 @@ from tqdm import tqdm
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 SPLITS = ("train", "val", "test")
+HOLDOUT = "holdout"
 PLAIN_VAL_PERCENT = 5
 
 
@@ -47,23 +53,27 @@ def list_domains(root: str | Path) -> list[str]:
     return sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _held_out(path: Path) -> bool:
+def is_held_out(path: Path) -> bool:
+    """Whether a photo belongs to the fixed held-out ~5%, decided by its file name alone."""
     digest = hashlib.sha1(path.name.encode()).digest()
     return digest[0] % 100 < PLAIN_VAL_PERCENT
 
 
 def find_images(root: str | Path, split: str = "train", domain: str | None = None) -> list[Path]:
-    """Image files of one split (and domain) in either layout."""
+    """Image files of one split (and domain) in either layout; ``split="holdout"`` gives the
+    held-out part of train that post-training settings are fitted on."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such data folder")
+    if has_splits(root) and split == HOLDOUT:
+        return [p for p in find_images(root, "train", domain) if is_held_out(p)]
     if has_splits(root):
         folder = root / split if domain is None else root / split / domain
         return images_under(folder) if folder.is_dir() else []
     folder = root if domain is None else root / domain
     if not folder.is_dir():
         return []
-    return [p for p in images_under(folder) if _held_out(p) == (split != "train")]
+    return [p for p in images_under(folder) if is_held_out(p) == (split != "train")]
 
 
 def load_rgb(path: Path) -> Image.Image:

@@ -6,6 +6,7 @@ Half precision halves the file; the loaders cast back to float32.
 """
 
 import argparse
+import csv
 import sys
 from pathlib import Path
 
@@ -16,6 +17,18 @@ from training.train_specialist import CHECKPOINT
 
 KEPT_ROLES = ("generator", "discriminator")
 KEPT_CONFIG = ("models", "domain", "size", "step", "total_steps", "data", "metrics", "train")
+PAUSE_S = 600  # a longer gap between two log rows is a pause (a session ending), not training
+
+
+def training_seconds(run_dir: Path) -> float | None:
+    """Time spent training, from the run's metrics.csv, leaving out pauses between resumes."""
+    try:
+        with open(Path(run_dir) / "metrics.csv", newline="") as handle:
+            times = [float(row["time"]) for row in csv.DictReader(handle) if row.get("time")]
+    except (OSError, KeyError, ValueError):
+        return None
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    return sum(g for g in gaps if 0 < g <= PAUSE_S) if gaps else None
 
 
 def export_run(run_dir: Path, out: Path, half: bool = False) -> dict:
@@ -26,6 +39,7 @@ def export_run(run_dir: Path, out: Path, half: bool = False) -> dict:
         kept = {k: v.half() if v.is_floating_point() else v for k, v in kept.items()}
     exported = {k: config[k] for k in KEPT_CONFIG if k in config}
     exported["hardware"] = config.get("hardware")
+    exported["training_seconds"] = training_seconds(run_dir)
     exported["exported_from"] = str(run_dir)
     exported["dtype"] = "float16" if half else "float32"
     if Path(out).resolve() == (Path(run_dir) / CHECKPOINT).resolve():

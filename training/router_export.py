@@ -1,8 +1,9 @@
 """The last stage of router training: index, calibration, threshold, the router folder.
 
-Everything here is measured on the validation split, which the network never trained on:
-the temperature and kNN weight (fitted by likelihood), the reference distances for the
-out-of-distribution test, and the fallback threshold.
+The temperature and kNN weight (fitted by likelihood), the reference distances for the
+out-of-distribution test and the fallback threshold are fitted on photos the network never
+trained on: the held-out part of train by default (so validation stays untouched for
+reporting), or the validation split when asked. The metrics are then measured on validation.
 """
 
 from dataclasses import dataclass
@@ -40,20 +41,20 @@ class Outputs:
     paths: list[str]
 
 
-def _crossfit_ece(logits: np.ndarray, votes: np.ndarray, labels: np.ndarray, k: int) -> float:
-    """ECE of the combined calibration when fitted on one half of val and measured on the other."""
-    rng = np.random.default_rng(0)
-    half = rng.permutation(len(labels)) % 2 == 0
-    probs = np.zeros_like(logits, dtype=np.float64)
-    for fit_mask in (half, ~half):
-        t, w = fit_calibration(logits[fit_mask], votes[fit_mask], labels[fit_mask], k)
-        probs[~fit_mask] = combine(logits[~fit_mask], votes[~fit_mask], t, w, k)
-    return expected_calibration_error(probs.max(1), probs.argmax(1) == labels)
+@dataclass
+class Fitted:
+    """What stage 3 fits: the index, the calibration, the threshold, and how they were fitted."""
+
+    index: NeighbourIndex
+    calibration: Calibration
+    threshold: float
+    temperature_only: float  # the temperature fitted without the kNN vote, for comparison
+    fit_photos: int
 
 
 def calibrate(
     train: Outputs,
-    val: Outputs,
+    fit: Outputs,
     domains: list[str],
     data_root: str,
     *,
@@ -61,28 +62,41 @@ def calibrate(
     k: int,
     ood_alpha: float,
     target: float,
-) -> tuple[NeighbourIndex, Calibration, float, dict]:
-    """Build the index on the training photos and fit everything else on validation."""
+) -> Fitted:
+    """Build the index on the training photos and fit everything else on ``fit``."""
     index = NeighbourIndex.build(
         train.embeddings, train.paths, train.labels, domains, data_root, dim=index_dim
     )
-    sims, ids = index.search(val.embeddings, k)
+    sims, ids = index.search(fit.embeddings, k)
+    votes = index.votes(ids)
+    t_only, _ = fit_calibration(fit.logits, votes, fit.labels, k, use_knn=False)
+    temperature, knn_weight = fit_calibration(fit.logits, votes, fit.labels, k, use_knn=True)
+    ood = 1.0 - sims.mean(axis=1).astype(np.float64)
+    calibration = Calibration(temperature, knn_weight, k, ood_alpha, sorted(ood.tolist()))
+    scores = score_outputs(fit.logits, fit.embeddings, index, calibration)
+    threshold = choose_threshold(scores.confidence, scores.predictions == fit.labels, target)
+    return Fitted(index, calibration, threshold, t_only, int(len(fit.labels)))
+
+
+def measure(
+    val: Outputs, train: Outputs, fitted: Fitted, domains: list[str], target: float
+) -> dict:
+    """Accuracy, calibration and fallback figures of the fitted router on ``val``."""
+    index, calibration, threshold = fitted.index, fitted.calibration, fitted.threshold
+    sims, ids = index.search(val.embeddings, calibration.k)
     votes = index.votes(ids)
     y = val.labels
     raw = softmax(val.logits)
-    t_only, _ = fit_calibration(val.logits, votes, y, k, use_knn=False)
-    temp_probs = combine(val.logits, votes, t_only, 0.0, k)
-    temperature, knn_weight = fit_calibration(val.logits, votes, y, k, use_knn=True)
-    ood = 1.0 - sims.mean(axis=1).astype(np.float64)
-    calibration = Calibration(temperature, knn_weight, k, ood_alpha, sorted(ood.tolist()))
+    temp_probs = combine(val.logits, votes, fitted.temperature_only, 0.0, calibration.k)
     scores = score_outputs(val.logits, val.embeddings, index, calibration)
     correct = scores.predictions == y
-    threshold = choose_threshold(scores.confidence, correct, target)
     cm = confusion_matrix(y, scores.predictions, len(domains))
     routed = scores.confidence >= threshold
+    ood = 1.0 - sims.mean(axis=1).astype(np.float64)
     metrics = {
         "val_photos": int(len(y)),
         "train_photos": int(len(train.labels)),
+        "calibration_photos": fitted.fit_photos,
         "accuracy": float(correct.mean()),
         "accuracy_classifier_only": float((raw.argmax(1) == y).mean()),
         "accuracy_knn_only": float((votes.argmax(1) == y).mean()),
@@ -94,9 +108,8 @@ def calibrate(
             temp_probs.max(1), temp_probs.argmax(1) == y
         ),
         "ece_after": expected_calibration_error(scores.probs.max(1), correct),
-        "ece_after_crossfit": _crossfit_ece(val.logits, votes, y, k),
         "ece_confidence": expected_calibration_error(scores.confidence, correct),
-        "temperature_only": t_only,
+        "temperature_only": fitted.temperature_only,
         "threshold": threshold,
         "threshold_target_accuracy": target,
         "fallback_fraction": float((~routed).mean()),
@@ -114,7 +127,7 @@ def calibrate(
         "before": reliability(raw.max(1), raw.argmax(1) == y),
         "after": reliability(scores.probs.max(1), correct),
     }
-    return index, calibration, threshold, metrics
+    return metrics
 
 
 def write_reports(metrics: dict, domains: list[str], folder: Path) -> None:

@@ -6,8 +6,10 @@
 2. The last ``--train-blocks`` blocks and the domain head train on that cache; a checkpoint
    is written after every epoch, and rerunning on the same RUN_DIR resumes from it.
 3. The training photos' embeddings go into a faiss index; temperature, kNN weight,
-   out-of-distribution reference and fallback threshold are fitted on the validation split;
-   ``RUN_DIR/router/`` is written, ready to copy to ``WEIGHTS/router``.
+   out-of-distribution reference and fallback threshold are fitted on the held-out part of
+   train, which stage 2 never trains on (``--calibrate-on val`` fits them on validation
+   instead); the metrics are measured on validation; ``RUN_DIR/router/`` is written, ready
+   to copy to ``WEIGHTS/router``.
 """
 
 import argparse
@@ -32,13 +34,24 @@ from specialists.checkpoint import (
     with_prefix,
     write_json,
 )
+from training.data import has_splits, is_held_out
 from training.optim_state import optimizer_from_tensors, optimizer_to_tensors
 from training.router_data import Labelled, domains_of, gather, trunk_outputs
-from training.router_export import Outputs, calibrate, write_reports
+from training.router_export import Outputs, calibrate, measure, write_reports
 
 CHECKPOINT = "checkpoint.safetensors"
 # Settings that must match to resume a run (the rest may change between reruns).
-RESUME_KEYS = ("arch", "backbone", "size", "train_blocks", "views", "seed", "max_per_domain")
+RESUME_KEYS = (
+    "arch",
+    "backbone",
+    "size",
+    "train_blocks",
+    "views",
+    "seed",
+    "max_per_domain",
+    "calibrate_on",
+)
+CALIBRATION_SPLITS = ("holdout", "val")
 
 
 @dataclass
@@ -63,6 +76,7 @@ class RouterTrainConfig:
     index_dim: int = 128
     ood_alpha: float = 0.01
     target_accuracy: float = 0.995
+    calibrate_on: str = "holdout"
     device: str = "cpu"
     threads: int | None = None
     workers: int = 1  # image decoding runs beside the network in one worker process
@@ -110,6 +124,13 @@ def parse_args(argv: list[str] | None = None) -> RouterTrainConfig:
     p.add_argument(
         "--max-per-domain", type=int, default=None, help="use at most N training photos per domain"
     )
+    p.add_argument(
+        "--calibrate-on",
+        choices=CALIBRATION_SPLITS,
+        default=defaults.calibrate_on,
+        help="fit calibration and threshold on the held-out part of train (default; it is not "
+        "trained on) or on val",
+    )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     return RouterTrainConfig(**vars(p.parse_args(argv)))
@@ -141,6 +162,27 @@ def _check_data(cfg: RouterTrainConfig) -> tuple[Path, list[str], Labelled, Labe
         if empty:
             raise UsageError(f"{root}: no {split} photos for domain(s) {', '.join(empty)}")
     return root, domains, train, val
+
+
+def _calibration_rows(
+    cfg: RouterTrainConfig, root: Path, domains: list[str], train_set: Labelled
+) -> torch.Tensor:
+    """Mask of the training photos kept out of training to calibrate on (none with val)."""
+    if cfg.calibrate_on == "val":
+        return torch.zeros(len(train_set.paths), dtype=torch.bool)
+    if not has_splits(root):
+        raise UsageError(
+            f"{root}: a plain folder's held-out 5% is already its val split; use --calibrate-on val"
+        )
+    held = torch.tensor([is_held_out(p) for p in train_set.paths], dtype=torch.bool)
+    labels = torch.tensor(train_set.labels)
+    missing = [d for i, d in enumerate(domains) if not bool(held[labels == i].any())]
+    if missing or held.all():
+        raise UsageError(
+            f"{root}: no training photos held out for {', '.join(missing) or 'training'}; "
+            "use --calibrate-on val"
+        )
+    return held
 
 
 def _lr_factor(step: int, total: int, warmup: int) -> float:
@@ -249,7 +291,8 @@ def train(cfg: RouterTrainConfig) -> dict:
             print(f"warning: {path}: unreadable image, skipped ({split})", file=sys.stderr)
     y_train = torch.tensor(train_set.labels)
     y_val = torch.tensor(val_set.labels)
-    usable = torch.nonzero(ok_train).flatten()
+    held = _calibration_rows(cfg, root, domains, train_set)
+    usable = torch.nonzero(ok_train & ~held).flatten()
 
     # Stage 2: train the tail and head, resumably.
     tail_params = net.tail_parameters(cfg.train_blocks)
@@ -320,22 +363,29 @@ def train(cfg: RouterTrainConfig) -> dict:
         )
 
     # Stage 3: index, calibration, threshold, router folder.
-    print("building the kNN index and calibrating on the validation split")
-    train_logits, train_emb = _tail_outputs(
-        net, train_views[0][usable], cfg.train_blocks, 256, cfg.device
-    )
-    val_logits, val_emb = _tail_outputs(net, val_trunk[ok_val], cfg.train_blocks, 256, cfg.device)
     rel = [str(p.relative_to(root)) for p in train_set.paths]
-    train_out = Outputs(
-        train_logits, train_emb, y_train[usable].numpy(), [rel[i] for i in usable.tolist()]
-    )
+
+    def outputs(trunk: torch.Tensor, labels: torch.Tensor, paths: list[str]) -> Outputs:
+        logits, emb = _tail_outputs(net, trunk, cfg.train_blocks, 256, cfg.device)
+        return Outputs(logits, emb, labels.numpy(), paths)
+
+    train_out = outputs(train_views[0][usable], y_train[usable], [rel[i] for i in usable.tolist()])
     val_paths = [
         str(p.relative_to(root)) for p, good in zip(val_set.paths, ok_val.tolist()) if good
     ]
-    val_out = Outputs(val_logits, val_emb, y_val[ok_val].numpy(), val_paths)
-    index, calibration, threshold, metrics = calibrate(
+    val_out = outputs(val_trunk[ok_val], y_val[ok_val], val_paths)
+    if cfg.calibrate_on == "val":
+        fit_out = val_out
+    else:
+        rows = torch.nonzero(ok_train & held).flatten()
+        fit_out = outputs(train_views[0][rows], y_train[rows], [rel[i] for i in rows.tolist()])
+    print(
+        f"building the kNN index; calibrating on {len(fit_out.labels)} {cfg.calibrate_on} "
+        f"photos; measuring on {len(val_out.labels)} val photos"
+    )
+    fitted = calibrate(
         train_out,
-        val_out,
+        fit_out,
         domains,
         str(root),
         index_dim=cfg.index_dim,
@@ -343,10 +393,14 @@ def train(cfg: RouterTrainConfig) -> dict:
         ood_alpha=cfg.ood_alpha,
         target=cfg.target_accuracy,
     )
+    metrics = measure(val_out, train_out, fitted, domains, cfg.target_accuracy)
+    index, calibration, threshold = fitted.index, fitted.calibration, fitted.threshold
     config = {
         "data": {
             "root": str(root),
             "train_photos": len(train_out.labels),
+            "calibration_photos": len(fit_out.labels),
+            "calibrated_on": cfg.calibrate_on,
             "val_photos": len(val_out.labels),
             "note": "trained on colorize-v1 photos: research-only terms apply (see its README)",
         },
@@ -425,8 +479,8 @@ def _summary(metrics: dict, domains: list[str], out: Path) -> None:
             f"  {d:>12}: precision {s['precision']:.4f} recall {s['recall']:.4f} F1 {s['f1']:.4f}"
         )
     print(
-        f"ECE before calibration {metrics['ece_before']:.4f}, after {metrics['ece_after']:.4f} "
-        f"(cross-fitted {metrics['ece_after_crossfit']:.4f})"
+        f"ECE on val before calibration {metrics['ece_before']:.4f}, "
+        f"after {metrics['ece_after']:.4f}"
     )
     print(
         f"threshold {metrics['threshold']:.4f}: "
