@@ -1,8 +1,10 @@
 """Colourize photos, folders and globs from the command line.
 
     python -m serve.colorize scans/ 'more/**/*.tif' -o coloured/ --report run.jsonl
+    python -m serve.colorize photo.jpg           # -> colorized/photo.png
 
-Outputs mirror the input tree under the output folder. Each input gets one JSON line in
+Outputs mirror the input tree under the output folder (``colorized/`` in the current folder
+unless ``-o`` says otherwise); inputs are never written to. Each input gets one JSON line in
 the report (input, output, domain, confidence, probs, strategy, scores, seconds, error ...).
 A broken photo is reported by name with a reason and the run carries on.
 
@@ -191,6 +193,7 @@ def report_line(
     }  # fmt: skip
 
 
+DEFAULT_OUT = "colorized"  # output folder when -o is not given, in the current folder
 BATCH_PIXELS = 4_000_000  # a batch stops growing here: big scans are coloured one at a time
 
 
@@ -357,7 +360,13 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 all done, 1 some inputs failed, 2 usage error.",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders or globs")
-    parser.add_argument("-o", "--out", required=True, type=Path, help="output folder")
+    parser.add_argument(
+        "-o",
+        "--out",
+        type=Path,
+        default=Path(DEFAULT_OUT),
+        help=f"output folder (default {DEFAULT_OUT}/)",
+    )
     parser.add_argument("--weights", type=Path, help="weights folder (default: the shipped one)")
     parser.add_argument("--report", type=Path, help="write one JSON line per input here")
     parser.add_argument("--domain", help="force this specialist (no routing)")

@@ -228,3 +228,11 @@ def test_missing_weights_say_how_to_train(tmp_path, capsys):
     assert main([*args, "--weights", str(tmp_path / "half")]) == 2
     assert "missing specialists/*.safetensors" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_without_o_outputs_go_to_a_colorized_folder(weights, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    grey_photo(20, 12).save(tmp_path / "photo.jpg")
+    assert _run(weights, "photo.jpg") == 0
+    assert Image.open(tmp_path / "colorized" / "photo.png").size == (20, 12)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["colorized", "photo.jpg"]
