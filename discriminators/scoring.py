@@ -26,6 +26,12 @@ What this module does (the choice, and why):
   (``python -m training.calibrate_judge``). Discriminators do not know which specialist
   made a candidate; they only score tensors.
 
+- **The router's belief still counts.** The pick maximises
+  ``log p(real) + router_weight * log p_router(domain)``: below the threshold the router is
+  unsure, not clueless, and PatchGANs trained on one domain each are weak judges of another
+  domain's photos. ``router_weight`` is fitted with the Platt scalings, on held-out photos
+  (the PSNR of the pick); 0 lets the discriminators alone decide.
+
 Without a calibration file the panel falls back to plain ``sigmoid(logit)`` per judge and
 says so (``Judge.calibrated`` is False).
 """
@@ -42,6 +48,7 @@ from torch import nn
 from specialists.checkpoint import write_json
 
 CALIBRATION_METHOD = "platt-panel"
+EPS = 1e-6  # floor of probabilities before their log
 
 
 @dataclass(frozen=True)
@@ -121,6 +128,7 @@ class Judge:
         self,
         discriminators: Mapping[str, nn.Module],
         calibration: Mapping[str, PlattScaling] | None = None,
+        router_weight: float = 0.0,
     ) -> None:
         if not discriminators:
             raise ValueError("a judge needs at least one discriminator")
@@ -130,6 +138,11 @@ class Judge:
         self.calibration = {
             name: (calibration or {}).get(name, PlattScaling()) for name in self.discriminators
         }
+        self.router_weight = float(router_weight)
+
+    def pick(self, realism: torch.Tensor, router_probs: torch.Tensor) -> torch.Tensor:
+        """Index of the chosen candidate per photo, from (B, K) realism and router probabilities."""
+        return pick_scores(realism, router_probs, self.router_weight).argmax(dim=1)
 
     @torch.inference_mode()
     def score(self, l_norm: torch.Tensor, candidates: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -145,6 +158,11 @@ class Judge:
             ]
             columns.append(torch.stack(votes).mean(dim=0))
         return torch.stack(columns, dim=1)
+
+
+def pick_scores(realism: torch.Tensor, router_probs: torch.Tensor, weight: float) -> torch.Tensor:
+    """``log p(real) + weight * log p_router``, the quantity the judge's pick maximises."""
+    return realism.clamp_min(EPS).log() + weight * router_probs.clamp_min(EPS).log()
 
 
 def fingerprint(path: str | Path) -> str:

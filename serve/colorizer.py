@@ -123,6 +123,12 @@ class Colorizer:
         """Whether the judge decides: the router is unsure and there is more than one choice."""
         return not decision.confident(self.threshold) and len(self.generators) > 1
 
+    def judge_picks(self, decisions: Sequence[Decision], realism: torch.Tensor) -> list[str]:
+        """The judge's choice of domain for each photo, given the (B, K) realism of the
+        candidates of ``self.domains`` and what the router believed."""
+        probs = torch.tensor([[d.probs.get(name, 0.0) for name in self.domains] for d in decisions])
+        return [self.domains[int(i)] for i in self.judge.pick(realism.cpu(), probs)]
+
     @classmethod
     def from_weights(
         cls,
@@ -159,7 +165,7 @@ class Colorizer:
                 discriminators[domain] = load_discriminator(path, device)
             except (RuntimeError, ValueError, KeyError) as exc:  # CheckpointError included
                 raise WeightsError(f"{path}: cannot rebuild its models ({exc})") from None
-        calibration, notes = None, []
+        calibration, router_weight, notes = None, 0.0, []
         if weights.judge is None:
             notes.append(
                 f"{weights.root}: no judge.json, so fallback uses uncalibrated discriminator "
@@ -170,6 +176,7 @@ class Colorizer:
                 calibration, info = load_calibration(weights.judge)
             except ValueError as exc:
                 raise WeightsError(str(exc)) from None
+            router_weight = float(info.get("router_weight", 0.0))
             fitted = info.get("checkpoints", {})
             stale = [d for d, p in weights.specialists.items() if fitted.get(d) != fingerprint(p)]
             if stale:
@@ -177,7 +184,7 @@ class Colorizer:
                     f"{weights.judge}: fitted on other weights for {stale}; "
                     "re-run python -m training.calibrate_judge"
                 )
-        judge = Judge(discriminators, calibration)
+        judge = Judge(discriminators, calibration, router_weight)
         size = size if size is not None else max(weights.sizes.values())
         return cls(router, generators, judge, size, threshold, device, notes)
 
@@ -233,8 +240,9 @@ class Colorizer:
             names = self.domains
             candidates = [predict_ab(self.generators[name], subset) for name in names]
             realism = self.judge.score(subset, candidates)
+            chosen = self.judge_picks([decisions[i] for i in unsure], realism)
             for j, i in enumerate(unsure):
-                best = int(realism[j].argmax())
+                best = names.index(chosen[j])
                 d = decisions[i]
                 scores = {name: float(s) for name, s in zip(names, realism[j])}
                 picks[i] = _Pick(

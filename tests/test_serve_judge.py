@@ -24,6 +24,7 @@ from tests.serve_support import (
     monotone_discriminator,
     save_specialist,
 )
+from training.calibrate_judge import ROUTER_WEIGHTS
 from training.calibrate_judge import main as calibrate_main
 
 
@@ -71,6 +72,15 @@ def test_calibration_makes_loud_and_quiet_judges_comparable():
     assert scores.argmax().item() == 1  # now the quiet judge's strong opinion counts
 
 
+def test_the_pick_weighs_realism_with_the_routers_belief():
+    judge = Judge({"a": monotone_discriminator()})
+    realism = torch.tensor([[0.6, 0.5], [0.6, 0.5]])  # candidate 0 looks a bit more real
+    beliefs = torch.tensor([[0.3, 0.7], [0.5, 0.5]])  # the router leans to 1 on the first photo
+    assert judge.pick(realism, beliefs).tolist() == [0, 0]  # weight 0: realism alone
+    judge.router_weight = 1.0
+    assert judge.pick(realism, beliefs).tolist() == [1, 0]  # a tie of beliefs leaves realism
+
+
 def test_multiscale_discriminators_can_judge():
     multi = discriminators.create_model("multiscale_patchgan", num_scales=2, ndf=8, n_layers=2)
     raw = realism_logits(multi.eval(), torch.zeros(3, 1, 64, 64), torch.zeros(3, 2, 64, 64))
@@ -103,6 +113,10 @@ def test_calibrate_judge_writes_what_serving_trusts(tmp_path, photo_folder, caps
     assert "AUC" in out and "PSNR of the judge's pick" in out
     data = json.loads((weights / "judge.json").read_text())
     assert set(data["judges"]) == set(domains) and data["selection"]["photos"] == 6
+    fit = data["router_weight_fit"]  # fitted on the quarter of photos the router is least sure of
+    assert data["router_weight"] in ROUTER_WEIGHTS and fit["photos"] == 2
+    best = max(fit["psnr_by_weight"].values())
+    assert fit["psnr_by_weight"][str(data["router_weight"])] == best
     for entry in data["judges"].values():
         assert {"slope", "intercept", "auc", "n_real", "n_fake"} <= set(entry)
         assert entry["n_real"] == 6 and entry["n_fake"] == 12

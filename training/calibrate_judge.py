@@ -31,30 +31,58 @@ from discriminators.scoring import (
     PlattScaling,
     fingerprint,
     fit_platt,
+    pick_scores,
     realism_logits,
     roc_auc,
     save_calibration,
 )
+from router import load_router
 from specialists.checkpoint import CheckpointError, read_config
 from specialists.lab import join_lab, split_lab
 from specialists.metrics import psnr
 from specialists.output import predict_ab
-from training.data import HOLDOUT, ColourPhotos, find_images, list_domains, scan_images
+from training.data import (
+    HOLDOUT,
+    ColourPhotos,
+    evenly_spaced,
+    find_images,
+    list_domains,
+    scan_images,
+)
 
 JUDGE_FILE = "judge.json"  # serve.weights.JUDGE_FILE: training does not import serve
-
-
-def _evenly(paths: list[Path], count: int) -> list[Path]:
-    """``count`` paths spread over the sorted list (not just the first ones)."""
-    if len(paths) <= count:
-        return paths
-    step = len(paths) / count
-    return [paths[int(i * step)] for i in range(count)]
+ROUTER_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)  # tried for the router's belief
+UNSURE_FRACTION = 0.25  # the router weight is fitted on the least sure quarter of photos
 
 
 def _pick_psnr(scores: torch.Tensor, quality: torch.Tensor) -> float:
     """Mean PSNR of the candidates that ``scores`` (N, K) pick."""
     return float(quality.gather(1, scores.argmax(1, keepdim=True)).mean())
+
+
+def _fit_router_weight(
+    realism: torch.Tensor, beliefs: torch.Tensor, quality: torch.Tensor, fraction: float
+) -> dict:
+    """The weight of the router's belief in the judge's pick (see ``discriminators.scoring``):
+    the one whose picks have the best mean PSNR on the ``fraction`` of photos the router is
+    least sure of, the regime in which the judge is asked."""
+    if len(beliefs) != len(realism):
+        return {"router_weight": 0.0}
+    confidence = beliefs.max(dim=1).values
+    count = max(1, round(fraction * len(confidence)))
+    unsure = confidence.argsort()[:count]
+    by_weight = {
+        w: _pick_psnr(pick_scores(realism[unsure], beliefs[unsure], w), quality[unsure])
+        for w in ROUTER_WEIGHTS
+    }
+    best = max(by_weight, key=lambda w: (round(by_weight[w], 6), -w))
+    return {
+        "router_weight": best,
+        "photos": count,
+        "max_confidence": float(confidence[unsure].max()),
+        "psnr_by_weight": {str(w): v for w, v in by_weight.items()},
+        "psnr_router_argmax": _pick_psnr(beliefs[unsure], quality[unsure]),
+    }
 
 
 def calibrate(
@@ -66,6 +94,7 @@ def calibrate(
     batch_size: int = 16,
     device: str = "cpu",
     progress: bool = True,
+    unsure_fraction: float = UNSURE_FRACTION,
 ) -> dict:
     """Fit and write ``weights/judge.json``; returns what was written."""
     files = sorted((weights / "specialists").glob("*.safetensors"))
@@ -80,13 +109,17 @@ def calibrate(
 
     paths, labels = [], []
     for domain in list_domains(data):
-        found = scan_images(_evenly(find_images(data, split, domain), per_domain), progress=False)
+        found = scan_images(
+            evenly_spaced(find_images(data, split, domain), per_domain), progress=False
+        )
         paths += found.usable
         labels += [domain] * len(found.usable)
     if not paths:
         raise FileNotFoundError(f"{data}: no colour photos in its {split!r} split")
     loader = DataLoader(ColourPhotos(paths, size, train=False), batch_size=batch_size)
 
+    router = load_router(weights / "router", device) if (weights / "router").is_dir() else None
+    beliefs = []  # (N, K) the router's probabilities of the K candidates' domains
     real = {j: [] for j in names}  # judge -> raw scores of real colourings
     fake = {j: [] for j in names}  # judge -> (N, K) raw scores of the K candidates
     quality = []  # (N, K) PSNR of each candidate
@@ -95,6 +128,12 @@ def calibrate(
             rgb = rgb.to(device)
             l_norm, ab = split_lab(rgb)
             candidates = [predict_ab(gens[k], l_norm) for k in names]
+            if router is not None:
+                beliefs.append(
+                    torch.tensor(
+                        [[d.probs.get(k, 0.0) for k in names] for d in router.route(l_norm)]
+                    )
+                )
             quality.append(torch.stack([psnr(join_lab(l_norm, c), rgb) for c in candidates], 1))
             for j, disc in discs.items():
                 real[j].append(realism_logits(disc, l_norm, ab).cpu())
@@ -109,6 +148,9 @@ def calibrate(
     calibrated = torch.stack([scalings[j](fake_all[j]) for j in names]).mean(0)
     uncalibrated = torch.stack([PlattScaling()(fake_all[j]) for j in names]).mean(0)
     own_judge = torch.stack([fake_all[k][:, i] for i, k in enumerate(names)], 1)
+    prior = _fit_router_weight(calibrated, torch.cat(beliefs), quality_all, unsure_fraction)
+    if router is None:
+        prior = {"router_weight": 0.0, "note": "no router/ in the weights folder"}
     own_domain = torch.tensor([names.index(d) if d in names else -1 for d in labels])
     known = own_domain >= 0
     selection = {
@@ -139,6 +181,8 @@ def calibrate(
         for j in names
     }
     info = {
+        "router_weight": prior["router_weight"],
+        "router_weight_fit": prior,
         "judges": judges,
         "checkpoints": {f.stem: fingerprint(f) for f in files},
         "data": str(data),
@@ -192,6 +236,14 @@ def main(argv: list[str] | None = None) -> int:
         f"{'n/a' if own is None else f'{own:.2f}'}, oracle {sel['psnr_oracle']:.2f}, "
         f"candidate mean {sel['psnr_candidate_mean']:.2f})"
     )
+    fit = info["router_weight_fit"]
+    if "psnr_by_weight" in fit:
+        print(
+            f"router weight {info['router_weight']:g}, fitted on the {fit['photos']} photos the "
+            f"router is least sure of: pick PSNR "
+            f"{fit['psnr_by_weight'][str(info['router_weight'])]:.2f} dB (judge alone "
+            f"{fit['psnr_by_weight']['0.0']:.2f}, router argmax {fit['psnr_router_argmax']:.2f})"
+        )
     print(f"wrote {args.weights / JUDGE_FILE}")
     return 0
 

@@ -76,6 +76,14 @@ def find_images(root: str | Path, split: str = "train", domain: str | None = Non
     return [p for p in images_under(folder) if is_held_out(p) == (split != "train")]
 
 
+def evenly_spaced(paths: list[Path], count: int) -> list[Path]:
+    """At most ``count`` paths spread over the sorted list (not just the first ones)."""
+    if len(paths) <= count:
+        return paths
+    step = len(paths) / count
+    return [paths[int(i * step)] for i in range(count)]
+
+
 def load_rgb(path: Path) -> Image.Image:
     """Decode an image as upright RGB (raises OSError/ValueError for broken files)."""
     with warnings.catch_warnings():

@@ -209,7 +209,10 @@ def served_choice(
     colorizer: Colorizer, decision: Decision, realism: torch.Tensor
 ) -> tuple[str, str, bool]:
     """(what the served Colorizer uses, the judge's pick, whether it fell back)."""
-    judge_pick = colorizer.domains[int(realism.argmax())]
+    if colorizer.judge is None:
+        judge_pick = colorizer.domains[int(realism.argmax())]
+    else:
+        judge_pick = colorizer.judge_picks([decision], realism.unsqueeze(0))[0]
     if colorizer.falls_back(decision):
         return judge_pick, judge_pick, True
     return decision.domain, judge_pick, False

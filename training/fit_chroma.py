@@ -26,17 +26,10 @@ from specialists.checkpoint import CheckpointError, load_checkpoint, save_checkp
 from specialists.lab import join_lab, split_lab
 from specialists.metrics import colourfulness, psnr
 from specialists.output import predict_ab
-from training.data import HOLDOUT, ColourPhotos, find_images, scan_images
+from training.data import HOLDOUT, ColourPhotos, evenly_spaced, find_images, scan_images
 
 GAINS = tuple(round(1.0 + 0.025 * i, 3) for i in range(25))  # 1.0 .. 1.6
 TARGET = 0.9  # of the truth's colourfulness: inside issue 6's 15% band, with a margin
-
-
-def _evenly(paths: list[Path], count: int) -> list[Path]:
-    if len(paths) <= count:
-        return paths
-    step = len(paths) / count
-    return [paths[int(i * step)] for i in range(count)]
 
 
 def measure_gains(
@@ -98,7 +91,9 @@ def fit(
     results = {}
     for file in files:
         domain = file.stem
-        found = scan_images(_evenly(find_images(data, split, domain), per_domain), progress=False)
+        found = scan_images(
+            evenly_spaced(find_images(data, split, domain), per_domain), progress=False
+        )
         if not found.usable:
             raise FileNotFoundError(
                 f"{data}: no colour photos of {domain!r} in its {split!r} split"

@@ -176,8 +176,9 @@ photos shown to users and the out-of-distribution distance.
 
 `python -m training.train_router`: {training.get("epochs")} epochs (AdamW lr
 {training.get("lr")}, batch {training.get("batch_size")}, {training.get("views")} views per
-photo) on {data.get("train_photos")} photos; {seconds / 60:.0f} min for the fine-tuning stage on
-{training.get("device", "cpu")} (2 cores). Temperature {router.calibration.temperature:.3f},
+photo) on {data.get("train_photos")} photos; {seconds / 60:.0f} min for the fine-tuning
+stage (on the cached frozen trunk, built once beforehand) on {training.get("device", "cpu")}
+(2 cores). Temperature {router.calibration.temperature:.3f},
 kNN weight {router.calibration.knn_weight:.3f} and the fallback threshold
 **{router.threshold:.3f}** (the lowest confidence keeping routed accuracy at
 {metrics.get("threshold_target_accuracy")}) were fitted on {data.get("calibration_photos")}
