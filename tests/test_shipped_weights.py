@@ -4,6 +4,11 @@ scikit-image's sample photos were never in colorize-v1: each is turned grayscale
 the default Colorizer and compared with its true colours.
 """
 
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -59,3 +64,22 @@ def test_a_grayscale_sample_photo_comes_back_in_plausible_colour(colorizer, name
     # the same lightness, and colours closer to the truth than the gray photo's
     grey_rgb = np.asarray(grey.convert("RGB"))
     assert _psnr(rgb, truth) > _psnr(grey_rgb, truth)
+
+
+@pytest.mark.slow
+def test_a_built_wheel_carries_every_weights_file(tmp_path):
+    """``pip install .`` must ship the weights: build the wheel and look inside."""
+    repo = Path(__file__).resolve().parents[1]
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(repo), "--no-deps", "--no-build-isolation",
+         "-q", "-w", str(tmp_path)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    (wheel,) = tmp_path.glob("*.whl")
+    shipped = set(zipfile.ZipFile(wheel).namelist())
+    tracked = {
+        p.relative_to(repo).as_posix()
+        for p in (repo / "weights").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+    assert tracked and tracked <= shipped
