@@ -20,15 +20,29 @@ KEPT_CONFIG = ("models", "domain", "size", "step", "total_steps", "data", "metri
 PAUSE_S = 600  # a longer gap between two log rows is a pause (a session ending), not training
 
 
+def _log_rows(run_dir: Path) -> list[dict]:
+    try:
+        with open(Path(run_dir) / "metrics.csv", newline="") as handle:
+            return list(csv.DictReader(handle))
+    except OSError:
+        return []
+
+
 def training_seconds(run_dir: Path) -> float | None:
     """Time spent training, from the run's metrics.csv, leaving out pauses between resumes."""
     try:
-        with open(Path(run_dir) / "metrics.csv", newline="") as handle:
-            times = [float(row["time"]) for row in csv.DictReader(handle) if row.get("time")]
-    except (OSError, KeyError, ValueError):
+        times = [float(row["time"]) for row in _log_rows(run_dir) if row.get("time")]
+    except ValueError:
         return None
     gaps = [b - a for a, b in zip(times, times[1:])]
     return sum(g for g in gaps if 0 < g <= PAUSE_S) if gaps else None
+
+
+def adversarial_steps(run_dir: Path) -> list[int] | None:
+    """[first, last] logged step with a GAN loss: a resumed run can change its warm-up, so the
+    final config alone cannot say when the adversarial phase ran."""
+    steps = [int(row["step"]) for row in _log_rows(run_dir) if row.get("loss_g_gan")]
+    return [steps[0], steps[-1]] if steps else None
 
 
 def export_run(run_dir: Path, out: Path, half: bool = False) -> dict:
@@ -40,6 +54,7 @@ def export_run(run_dir: Path, out: Path, half: bool = False) -> dict:
     exported = {k: config[k] for k in KEPT_CONFIG if k in config}
     exported["hardware"] = config.get("hardware")
     exported["training_seconds"] = training_seconds(run_dir)
+    exported["adversarial_steps"] = adversarial_steps(run_dir)
     exported["exported_from"] = str(run_dir)
     exported["dtype"] = "float16" if half else "float32"
     if Path(out).resolve() == (Path(run_dir) / CHECKPOINT).resolve():

@@ -117,7 +117,7 @@ This specialist saw `train/{domain}` only ({data.get("train_images", "?")} photo
 {train.get("gan_mode")} GAN x {train.get("gan_weight")}, Adam lr {train.get("lr")}
 (beta1 {train.get("beta1")}, beta2 {train.get("beta2")}), normal(0, 0.02) init of the new
 layers; {config.get("step")} steps of batch {train.get("batch_size")} at {config.get("size")} px
-random crops/flips, the first {train.get("warmup_steps")} steps L1 only, learning rate decayed
+random crops/flips, {_phases(config)}, learning rate decayed
 linearly from {train.get("lr_decay_from")} of the run; seed {train.get("seed")}. Hardware:
 {config.get("hardware")}; training time {_hours(config.get("training_seconds"))} (pauses
 between resumed sessions left out). Last in-training validation (first {train.get("num_val")}
@@ -128,6 +128,16 @@ val photos, {config.get("size")} px crops): {_metrics_line(config.get("metrics",
 {serving}
 
 {_evaluation_section(evaluation, [f"specialist:{domain}", "fallback"])}"""
+
+
+def _phases(config: dict) -> str:
+    """When the GAN loss was on, as the run's log recorded it (else as its final config says)."""
+    span = config.get("adversarial_steps")
+    if span:
+        return (
+            f"the GAN loss on from about step {span[0]} to {span[1]} (as logged), L1 only otherwise"
+        )
+    return f"the first {config.get('train', {}).get('warmup_steps')} steps L1 only"
 
 
 def _metrics_line(metrics: dict) -> str:
