@@ -160,6 +160,12 @@ class Judge:
         return torch.stack(columns, dim=1)
 
 
+def beliefs(decisions: Sequence[object], names: Sequence[str]) -> torch.Tensor:
+    """(B, K) the router's probability of each candidate's domain, from decisions with a
+    ``probs`` mapping (a domain the router does not know gets 0)."""
+    return torch.tensor([[d.probs.get(name, 0.0) for name in names] for d in decisions])
+
+
 def pick_scores(realism: torch.Tensor, router_probs: torch.Tensor, weight: float) -> torch.Tensor:
     """``log p(real) + weight * log p_router``, the quantity the judge's pick maximises."""
     return realism.clamp_min(EPS).log() + weight * router_probs.clamp_min(EPS).log()

@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from discriminators.scoring import Judge, fingerprint, load_calibration
+from discriminators.scoring import Judge, beliefs, fingerprint, load_calibration
 from specialists.output import predict_ab
 
 from .imageio import Photo, from_pil
@@ -126,7 +126,7 @@ class Colorizer:
     def judge_picks(self, decisions: Sequence[Decision], realism: torch.Tensor) -> list[str]:
         """The judge's choice of domain for each photo, given the (B, K) realism of the
         candidates of ``self.domains`` and what the router believed."""
-        probs = torch.tensor([[d.probs.get(name, 0.0) for name in self.domains] for d in decisions])
+        probs = beliefs(decisions, self.domains)
         return [self.domains[int(i)] for i in self.judge.pick(realism.cpu(), probs)]
 
     @classmethod

@@ -1,6 +1,7 @@
 """The fallback judge: Platt scaling, the calibrated panel, calibrate_judge, weights checks."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -166,3 +167,14 @@ def test_broken_router_or_missing_specialist_is_a_weights_error(tmp_path):
     (weights / "specialists" / "portrait.safetensors").unlink()
     with pytest.raises(WeightsError, match="specialists/portrait.safetensors is missing"):
         Colorizer.from_weights(weights)
+
+
+def test_calibrate_judge_without_a_router_lets_the_discriminators_decide(tmp_path, photo_folder):
+    weights = make_weights(
+        tmp_path / "w", ("cool", "warm"), {"cool": (-0.2, -0.3), "warm": (0.3, 0.3)}
+    )
+    shutil.rmtree(weights / "router")
+    args = ["--data", str(photo_folder), "--weights", str(weights), "--per-domain", "2"]
+    assert calibrate_main([*args, "--split", "val", "--no-progress"]) == 0
+    data = json.loads((weights / "judge.json").read_text())
+    assert data["router_weight"] == 0.0 and "no router" in data["router_weight_fit"]["note"]

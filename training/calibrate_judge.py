@@ -29,6 +29,7 @@ import discriminators
 import specialists
 from discriminators.scoring import (
     PlattScaling,
+    beliefs,
     fingerprint,
     fit_platt,
     pick_scores,
@@ -66,8 +67,6 @@ def _fit_router_weight(
     """The weight of the router's belief in the judge's pick (see ``discriminators.scoring``):
     the one whose picks have the best mean PSNR on the ``fraction`` of photos the router is
     least sure of, the regime in which the judge is asked."""
-    if len(beliefs) != len(realism):
-        return {"router_weight": 0.0}
     confidence = beliefs.max(dim=1).values
     count = max(1, round(fraction * len(confidence)))
     unsure = confidence.argsort()[:count]
@@ -119,7 +118,7 @@ def calibrate(
     loader = DataLoader(ColourPhotos(paths, size, train=False), batch_size=batch_size)
 
     router = load_router(weights / "router", device) if (weights / "router").is_dir() else None
-    beliefs = []  # (N, K) the router's probabilities of the K candidates' domains
+    belief = []  # (N, K) the router's probabilities of the K candidates' domains
     real = {j: [] for j in names}  # judge -> raw scores of real colourings
     fake = {j: [] for j in names}  # judge -> (N, K) raw scores of the K candidates
     quality = []  # (N, K) PSNR of each candidate
@@ -129,11 +128,7 @@ def calibrate(
             l_norm, ab = split_lab(rgb)
             candidates = [predict_ab(gens[k], l_norm) for k in names]
             if router is not None:
-                beliefs.append(
-                    torch.tensor(
-                        [[d.probs.get(k, 0.0) for k in names] for d in router.route(l_norm)]
-                    )
-                )
+                belief.append(beliefs(router.route(l_norm), names))
             quality.append(torch.stack([psnr(join_lab(l_norm, c), rgb) for c in candidates], 1))
             for j, disc in discs.items():
                 real[j].append(realism_logits(disc, l_norm, ab).cpu())
@@ -148,9 +143,10 @@ def calibrate(
     calibrated = torch.stack([scalings[j](fake_all[j]) for j in names]).mean(0)
     uncalibrated = torch.stack([PlattScaling()(fake_all[j]) for j in names]).mean(0)
     own_judge = torch.stack([fake_all[k][:, i] for i, k in enumerate(names)], 1)
-    prior = _fit_router_weight(calibrated, torch.cat(beliefs), quality_all, unsure_fraction)
     if router is None:
         prior = {"router_weight": 0.0, "note": "no router/ in the weights folder"}
+    else:
+        prior = _fit_router_weight(calibrated, torch.cat(belief), quality_all, unsure_fraction)
     own_domain = torch.tensor([names.index(d) if d in names else -1 for d in labels])
     known = own_domain >= 0
     selection = {
