@@ -28,20 +28,20 @@ def _log_rows(run_dir: Path) -> list[dict]:
         return []
 
 
-def training_seconds(run_dir: Path) -> float | None:
-    """Time spent training, from the run's metrics.csv, leaving out pauses between resumes."""
+def training_seconds(rows: list[dict]) -> float | None:
+    """Time spent training, from a run's metrics.csv rows, leaving out pauses between resumes."""
     try:
-        times = [float(row["time"]) for row in _log_rows(run_dir) if row.get("time")]
+        times = [float(row["time"]) for row in rows if row.get("time")]
     except ValueError:
         return None
     gaps = [b - a for a, b in zip(times, times[1:])]
     return sum(g for g in gaps if 0 < g <= PAUSE_S) if gaps else None
 
 
-def adversarial_steps(run_dir: Path) -> list[int] | None:
+def adversarial_steps(rows: list[dict]) -> list[int] | None:
     """[first, last] logged step with a GAN loss: a resumed run can change its warm-up, so the
     final config alone cannot say when the adversarial phase ran."""
-    steps = [int(row["step"]) for row in _log_rows(run_dir) if row.get("loss_g_gan")]
+    steps = [int(row["step"]) for row in rows if row.get("loss_g_gan")]
     return [steps[0], steps[-1]] if steps else None
 
 
@@ -53,8 +53,9 @@ def export_run(run_dir: Path, out: Path, half: bool = False) -> dict:
         kept = {k: v.half() if v.is_floating_point() else v for k, v in kept.items()}
     exported = {k: config[k] for k in KEPT_CONFIG if k in config}
     exported["hardware"] = config.get("hardware")
-    exported["training_seconds"] = training_seconds(run_dir)
-    exported["adversarial_steps"] = adversarial_steps(run_dir)
+    log = _log_rows(run_dir)
+    exported["training_seconds"] = training_seconds(log)
+    exported["adversarial_steps"] = adversarial_steps(log)
     exported["exported_from"] = str(run_dir)
     exported["dtype"] = "float16" if half else "float32"
     if Path(out).resolve() == (Path(run_dir) / CHECKPOINT).resolve():

@@ -25,7 +25,7 @@ import specialists
 from specialists.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from specialists.lab import join_lab, split_lab
 from specialists.metrics import colourfulness, psnr
-from specialists.output import predict_ab
+from specialists.output import to_ab
 from training.data import HOLDOUT, ColourPhotos, evenly_spaced, find_images, scan_images
 
 GAINS = tuple(round(1.0 + 0.025 * i, 3) for i in range(25))  # 1.0 .. 1.6
@@ -40,15 +40,15 @@ def measure_gains(
     batch_size: int = 16,
     progress: bool = True,
 ) -> dict:
-    """Mean PSNR and colourfulness of ``generator``'s colourings at each gain, and the truth's."""
-    generator.chroma_gain = 1.0  # measure the raw prediction; gains are applied below
+    """Mean PSNR and colourfulness of ``generator``'s colourings at each gain (applied to its
+    raw prediction, whatever gain it already has), and the truth's."""
     loader = DataLoader(ColourPhotos(paths, size, train=False), batch_size=batch_size)
     sums = {g: [0.0, 0.0] for g in gains}
     truth_colour, count = 0.0, 0
     with torch.inference_mode():
         for rgb in tqdm(loader, desc="colouring", unit="batch", disable=not progress):
             l_norm, _ = split_lab(rgb)
-            ab = predict_ab(generator, l_norm)
+            ab = to_ab(generator, generator(l_norm))
             truth_colour += float(colourfulness(rgb).sum())
             count += len(rgb)
             for g in gains:
