@@ -40,6 +40,7 @@ from .imageio import (
     read_image,
     save_image,
 )
+from .transfer import MAX_STRENGTH
 from .weights import WeightsError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -187,6 +188,7 @@ def report_line(
         "error": error,
         "skipped": skipped,
         "already_colour": result.already_colour if result else None,
+        "strength": result.strength if result else None,
         "size": list(size) if size is not None else None,
         "model_size": list(result.model_size) if result else None,
         "notes": result.notes if result else [],
@@ -257,18 +259,18 @@ class Summary:
 
 
 def _colour_batch(
-    colorizer: Colorizer, photos: list[Photo], domain: str | None
+    colorizer: Colorizer, photos: list[Photo], domain: str | None, strength: float = 1.0
 ) -> list[ColorizeResult | str]:
     """Colour a batch; if it fails as a whole, retry one by one so one bad photo stays alone."""
     try:
-        return list(colorizer.colorize_batch(photos, domain))
+        return list(colorizer.colorize_batch(photos, domain, strength))
     except Exception:  # noqa: BLE001 - isolate the photo that breaks the batch
         if len(photos) == 1:
             exc_type, exc, _ = sys.exc_info()
             return [f"colourizing failed ({exc_type.__name__}: {exc})"]
     out: list[ColorizeResult | str] = []
     for photo in photos:
-        out += _colour_batch(colorizer, [photo], domain)
+        out += _colour_batch(colorizer, [photo], domain, strength)
     return out
 
 
@@ -283,6 +285,7 @@ def run(
     skip_existing: bool = False,
     max_pixels: int = 64_000_000,
     progress: bool = True,
+    strength: float = 1.0,
 ) -> Summary:
     """Colour ``jobs`` (already sharded) and write the report; returns the tallies.
 
@@ -336,7 +339,8 @@ def run(
             if not ready:
                 continue
             colour_start = time.perf_counter()
-            results = _colour_batch(colorizer, [photo for _, photo, _ in ready], domain)
+            photos = [photo for _, photo, _ in ready]
+            results = _colour_batch(colorizer, photos, domain, strength)
             share = (time.perf_counter() - colour_start) / len(ready)
             finish(pending)
             pending = []
@@ -347,7 +351,7 @@ def run(
                     continue
                 future = writer.submit(_save, result.image, job.output, fmt)
                 pending.append((job, photo.size, result, seconds + share, future))
-            del batch, ready, results  # only the outputs being written stay in memory
+            del batch, ready, photos, results  # only the outputs being written stay in memory
         finish(pending)
     summary.seconds = time.perf_counter() - start
     return summary
@@ -377,6 +381,13 @@ def build_parser() -> argparse.ArgumentParser:
         "0 never falls back, above 1 always does",
     )
     parser.add_argument("--size", type=int, help="model resolution, short side in pixels")
+    parser.add_argument(
+        "--strength",
+        type=float,
+        default=1.0,
+        help=f"colour strength: 0 the grey photo, 1 the model's colours (default), "
+        f"up to {MAX_STRENGTH:g} for more",
+    )
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default auto)")
     parser.add_argument("--batch-size", type=int, default=8, help="photos per forward pass")
     parser.add_argument("--format", choices=sorted(SAVE_FORMATS), default="png")
@@ -425,6 +436,8 @@ def _main(args: argparse.Namespace) -> int:
             raise UsageError(f"{name} must be at least {low}")
     if args.threshold is not None and args.threshold < 0:
         raise UsageError("--threshold must be >= 0")
+    if not 0.0 <= args.strength <= MAX_STRENGTH:
+        raise UsageError(f"--strength must be between 0 and {MAX_STRENGTH:g}")
     if args.threads is not None:
         if args.threads < 1:
             raise UsageError("--threads must be at least 1")
@@ -465,6 +478,7 @@ def _main(args: argparse.Namespace) -> int:
             skip_existing=args.skip_existing,
             max_pixels=int(args.max_megapixels * 1e6),
             progress=not args.no_progress,
+            strength=args.strength,
         )
     finally:
         if report is not None:

@@ -10,10 +10,15 @@ calibrated discriminators, see ``discriminators.scoring``) picks the most realis
 Colour is computed at model resolution and put back on the photo's own full-resolution L
 (``serve.transfer``), so the output has the input's exact size and detail.
 
+Colour strength (0: the grey photo, 1: the model's colours, up to 2) scales ab at that join.
+A result keeps its model-resolution ab and its decoded photo, so another strength is one
+join away (``result.with_strength(0.5)``, or :func:`render`), without running any model.
+
 It knows nothing of files or command lines: the CLI (``serve.colorize``) and the app both
 drive it with decoded images.
 """
 
+import dataclasses
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -29,7 +34,7 @@ from discriminators.scoring import Judge, beliefs, fingerprint, load_calibration
 from specialists.output import predict_ab
 
 from .imageio import Photo, from_pil
-from .transfer import model_input, model_shape, rejoin
+from .transfer import check_strength, model_input, model_shape, rejoin
 from .weights import ENV_VAR, HOW_TO_TRAIN, WeightsError, locate_weights
 
 ROUTER = "router"  # the router was confident: its domain's specialist coloured the photo
@@ -67,6 +72,27 @@ class ColorizeResult:
     already_colour: bool = False  # the input was a colour photo, recoloured from its L
     notes: list[str] = field(default_factory=list)  # what decoding did (EXIF, 16-bit ...)
     model_size: tuple[int, int] = (0, 0)  # (width, height) the models saw
+    strength: float = 1.0  # the colour strength ``image`` was rendered at
+    ab: torch.Tensor | None = None  # (2, h, w) normalised model-resolution ab, on the CPU
+    photo: Photo | None = None  # the decoded input whose L ``image`` carries
+
+    def with_strength(self, strength: float) -> "ColorizeResult":
+        """The same result rendered at another colour strength (no model runs)."""
+        if self.ab is None or self.photo is None:
+            raise ValueError("this result keeps no ab and photo to re-render")
+        image = render(self.photo, self.ab, strength)
+        return dataclasses.replace(self, image=image, strength=check_strength(strength))
+
+
+def render(
+    photo: Photo, ab: torch.Tensor, strength: float = 1.0, device: str | torch.device = "cpu"
+) -> Image.Image:
+    """The photo's own full-resolution L + model-resolution normalised ``ab`` (2, h, w) at
+    ``strength`` -> the output image (RGB, or RGBA keeping the photo's alpha)."""
+    image = Image.fromarray(rejoin(photo.pixels, ab, device, strength), "RGB")
+    if photo.alpha is not None:
+        image.putalpha(Image.fromarray(photo.alpha, "L"))
+    return image
 
 
 @dataclass
@@ -188,20 +214,27 @@ class Colorizer:
         size = size if size is not None else max(weights.sizes.values())
         return cls(router, generators, judge, size, threshold, device, notes)
 
-    def colorize(self, image: Image.Image | Photo, domain: str | None = None) -> ColorizeResult:
+    def colorize(
+        self, image: Image.Image | Photo, domain: str | None = None, strength: float = 1.0
+    ) -> ColorizeResult:
         """Colour one photo (a PIL image or a decoded :class:`~serve.imageio.Photo`)."""
-        return self.colorize_batch([image], domain)[0]
+        return self.colorize_batch([image], domain, strength)[0]
 
     @torch.inference_mode()
     def colorize_batch(
-        self, images: Sequence[Image.Image | Photo], domain: str | None = None
+        self,
+        images: Sequence[Image.Image | Photo],
+        domain: str | None = None,
+        strength: float = 1.0,
     ) -> list[ColorizeResult]:
         """Colour several photos; those with the same model-input shape share forward passes.
 
-        ``domain`` forces one specialist for all of them (no routing, no judge).
+        ``domain`` forces one specialist for all of them (no routing, no judge);
+        ``strength`` scales their colour (0: the grey photo, 1: the model's, at most 2).
         """
         if domain is not None and domain not in self.generators:
             raise ValueError(f"unknown domain {domain!r}; known: {', '.join(self.generators)}")
+        strength = check_strength(strength)
         photos = [im if isinstance(im, Photo) else from_pil(im) for im in images]
         shapes = [model_shape(*p.size, self.size, self.stride) for p in photos]
         groups: dict[tuple[int, int], list[int]] = defaultdict(list)
@@ -213,7 +246,8 @@ class Colorizer:
             for i, pick in zip(members, self._colour(l_norm, domain)):
                 picks[i] = pick
         return [
-            self._finish(photo, pick, shape) for photo, pick, shape in zip(photos, picks, shapes)
+            self._finish(photo, pick, shape, strength)
+            for photo, pick, shape in zip(photos, picks, shapes)
         ]
 
     def _colour(self, l_norm: torch.Tensor, forced: str | None) -> list[_Pick]:
@@ -251,14 +285,12 @@ class Colorizer:
                 )  # fmt: skip
         return picks  # type: ignore[return-value]
 
-    def _finish(self, photo: Photo, pick: _Pick, shape: tuple[int, int]) -> ColorizeResult:
+    def _finish(
+        self, photo: Photo, pick: _Pick, shape: tuple[int, int], strength: float
+    ) -> ColorizeResult:
         """Put the pick's colour on the photo's own full-resolution lightness."""
-        rgb = rejoin(photo.pixels, pick.ab, self.device)
-        image = Image.fromarray(rgb, "RGB")
-        if photo.alpha is not None:
-            image.putalpha(Image.fromarray(photo.alpha, "L"))
         return ColorizeResult(
-            image=image,
+            image=render(photo, pick.ab, strength, self.device),
             domain=pick.domain,
             probs=pick.probs,
             confidence=pick.confidence,
@@ -267,4 +299,7 @@ class Colorizer:
             already_colour=photo.already_colour,
             notes=list(photo.notes),
             model_size=(shape[1], shape[0]),
+            strength=strength,
+            ab=pick.ab.cpu().clone(),  # not a view that keeps the batch alive
+            photo=photo,
         )

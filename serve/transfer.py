@@ -21,6 +21,15 @@ from specialists.lab import join_lab, normalize_l, rgb_to_lab, rgb_to_lightness
 
 STRIP_PIXELS = 1 << 20  # pixels per strip of the full-resolution join
 MAX_ASPECT = 4.0  # the model input's long side is at most this many times ``size``
+MAX_STRENGTH = 2.0  # colour strength: 0 the grey photo, 1 the model's colours, up to this
+
+
+def check_strength(strength: float) -> float:
+    """``strength`` as a float, or ValueError when it is outside [0, MAX_STRENGTH]."""
+    value = float(strength)
+    if not 0.0 <= value <= MAX_STRENGTH:  # also refuses NaN
+        raise ValueError(f"colour strength must be between 0 and {MAX_STRENGTH:g}, got {strength}")
+    return value
 
 
 def model_shape(width: int, height: int, size: int, stride: int) -> tuple[int, int]:
@@ -111,20 +120,31 @@ def _upsample_width(ab: torch.Tensor, width: int) -> torch.Tensor:
 
 
 def rejoin(
-    pixels: np.ndarray, ab_norm: torch.Tensor, device: str | torch.device = "cpu"
+    pixels: np.ndarray,
+    ab_norm: torch.Tensor,
+    device: str | torch.device = "cpu",
+    strength: float = 1.0,
 ) -> np.ndarray:
     """The photo's own pixels (their L) + model-resolution normalised ab (2, h, w) -> RGB.
 
-    Returns an (H, W, 3) uint8 array of exactly the photo's size, built strip by strip: the
-    full-resolution L is computed a strip at a time, never whole.
+    ``strength`` scales ab (0: the grey photo, 1: the model's colours; above 1 more
+    saturated, clipped to valid sRGB). Returns an (H, W, 3) uint8 array of exactly the
+    photo's size, built strip by strip: the full-resolution L is computed a strip at a
+    time, never whole.
     """
+    strength = check_strength(strength)
     height, width = pixels.shape[:2]
-    wide = _upsample_width(ab_norm.to(device, torch.float32), width)
+    ab_norm = ab_norm.to(device, torch.float32)
+    if strength != 1.0:
+        ab_norm = ab_norm * strength
+    wide = _upsample_width(ab_norm, width)
     out = np.empty((height, width, 3), dtype=np.uint8)
     step = _rows_per_strip(width)
     for top in range(0, height, step):
         rows = slice(top, min(height, top + step))
         l_norm = normalize_l(full_lightness(pixels[rows], device))
         rgb = join_lab(l_norm, upsample_rows(wide, height, rows))
+        if strength == 0.0:  # neutral exactly: float error can leave channels a level apart
+            rgb = rgb.mean(dim=0, keepdim=True).expand(3, -1, -1)
         out[rows] = (rgb * 255.0).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
     return out

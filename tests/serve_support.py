@@ -6,6 +6,7 @@ can be made monotone in the 'a' channel so a test knows which candidate a judge 
 The router is the real ``router.Router`` on a tiny timm backbone.
 """
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -121,3 +122,13 @@ def colour_photo(width: int, height: int) -> Image.Image:
     xx = np.linspace(0, 1, width)[None, :, None]
     base = np.array([200, 90, 60])[None, None, :] * (0.5 + 0.5 * xx)
     return Image.fromarray(np.broadcast_to(base, (height, width, 3)).astype(np.uint8), "RGB")
+
+
+def count_calls(colorizer) -> tuple[Counter, list]:
+    """Count forward passes per specialist; remove the returned hooks when done."""
+    calls: Counter = Counter()
+    handles = [
+        g.register_forward_hook(lambda *_, name=name: calls.update([name]))
+        for name, g in colorizer.generators.items()
+    ]
+    return calls, handles

@@ -16,7 +16,7 @@ REPORT_KEYS = {
     "confidence": (float, type(None)), "probs": dict, "strategy": (str, type(None)),
     "scores": dict, "seconds": float, "error": (str, type(None)), "skipped": bool,
     "already_colour": (bool, type(None)), "size": (list, type(None)),
-    "model_size": (list, type(None)), "notes": list,
+    "model_size": (list, type(None)), "notes": list, "strength": (float, type(None)),
 }  # fmt: skip
 
 

@@ -17,6 +17,7 @@ from tests.serve_support import (
     DOMAINS,
     colour_photo,
     constant_generator,
+    count_calls,
     grey_photo,
     make_weights,
     monotone_discriminator,
@@ -27,15 +28,6 @@ from tests.serve_support import (
 @pytest.fixture(scope="module")
 def colorizer(weights):
     return Colorizer.from_weights(weights)
-
-
-def _count_calls(colorizer):
-    calls = Counter()
-    handles = [
-        g.register_forward_hook(lambda *_, name=name: calls.update([name]))
-        for name, g in colorizer.generators.items()
-    ]
-    return calls, handles
 
 
 def _mean_ab(image):
@@ -54,7 +46,7 @@ def test_loads_every_piece_with_the_training_size(colorizer):
 def test_confident_photos_use_the_routed_specialist_only(weights):
     colorizer = Colorizer.from_weights(weights, threshold=0.0)
     photos = [grey_photo(96, 64, seed=s) for s in range(3)]
-    calls, handles = _count_calls(colorizer)
+    calls, handles = count_calls(colorizer)
     results = colorizer.colorize_batch(photos)
     for h in handles:
         h.remove()
@@ -77,7 +69,7 @@ def test_confident_photos_use_the_routed_specialist_only(weights):
 def test_fallback_runs_every_specialist_and_picks_by_score(tmp_path, sign, winner):
     # judges that prefer the reddest candidate (sign +1) or the greenest (-1)
     colorizer = Colorizer.from_weights(make_weights(tmp_path, judge_sign=sign), threshold=1.5)
-    calls, handles = _count_calls(colorizer)
+    calls, handles = count_calls(colorizer)
     results = colorizer.colorize_batch([grey_photo(64, 64, seed=s) for s in range(3)])
     for h in handles:
         h.remove()
@@ -115,7 +107,7 @@ def test_batch_groups_shapes_and_keeps_order(colorizer):
     photos = [grey_photo(64, 64), grey_photo(128, 64), grey_photo(64, 64, seed=2)]
     results = colorizer.colorize_batch(photos, domain="general")
     assert [r.image.size for r in results] == [(64, 64), (128, 64), (64, 64)]
-    calls, handles = _count_calls(colorizer)
+    calls, handles = count_calls(colorizer)
     colorizer.colorize_batch(photos, domain="general")
     for h in handles:
         h.remove()
