@@ -12,6 +12,8 @@ Exit codes: 0 all done, 1 some inputs failed (the rest are done and reported), 2
 error (bad arguments, missing weights, an output folder that would swallow its inputs).
 """
 
+from __future__ import annotations
+
 import argparse
 import glob
 import hashlib
@@ -24,13 +26,12 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-import torch
 from PIL import Image
 from tqdm import tqdm
 
-from .colorizer import JUDGE, Colorizer, ColorizeResult
+from . import _threads  # noqa: F401  (OpenMP settings, before torch loads)
 from .imageio import (
     IMAGE_SUFFIXES,
     MAX_SIDE,
@@ -40,8 +41,11 @@ from .imageio import (
     read_image,
     save_image,
 )
-from .transfer import MAX_STRENGTH
-from .weights import WeightsError
+from .options import MAX_STRENGTH
+from .weights import ENV_VAR, WeightsError, default_weights_dir, domain_names
+
+if TYPE_CHECKING:  # torch and the models load only once a command needs them
+    from .colorizer import Colorizer, ColorizeResult
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -291,6 +295,8 @@ def run(
 
     A writer thread encodes and writes one batch's outputs while the next batch colours.
     """
+    from .colorizer import JUDGE
+
     summary = Summary()
 
     def emit(record: dict) -> None:
@@ -357,53 +363,111 @@ def run(
     return summary
 
 
-def build_parser() -> argparse.ArgumentParser:
+DESCRIPTION = """\
+Colourize black-and-white photos with routed domain specialists. A router picks each
+photo's domain and that domain's specialist colours it; when the router is unsure, every
+specialist colours it and a panel of discriminators picks the most realistic result.
+Outputs have the input's exact size; inputs are never written to."""
+EXAMPLES = """\
+examples:
+  python -m serve.colorize grandma.jpg                  # -> colorized/grandma.png
+  python -m serve.colorize scans/ -o coloured/ --report run.jsonl
+  python -m serve.colorize 'archive/**/*.tif' -o out/ --skip-existing   # resume a big run
+  python -m serve.colorize scans/ -o out/ --domain portrait             # no routing
+  python -m serve.colorize scans/ -o out/ --shard 0/4   # this job's quarter of the folder
+  python -m serve.colorize scans/ -o out/ --device cuda --batch-size 64"""
+
+
+def _domains_line(weights: Path | None) -> str:
+    """Which specialists ``--domain`` can name, from the weights folder's file names only."""
+    folder = weights if weights is not None else default_weights_dir()
+    names = domain_names(folder)
+    where = "the shipped weights" if weights is None else str(weights)
+    listed = ", ".join(names) if names else f"none found in {folder}"
+    return f"domains in {where}: {listed}"
+
+
+def build_parser(weights: Path | None = None) -> argparse.ArgumentParser:
+    """The command line; ``weights`` (from a ``--weights`` on the command line) names the
+    folder whose domains ``--help`` lists. Building it imports no torch."""
     parser = argparse.ArgumentParser(
-        prog="colorize",
-        description="Colourize black-and-white photos with routed domain specialists.",
-        epilog="Exit codes: 0 all done, 1 some inputs failed, 2 usage error.",
+        prog="python -m serve.colorize",
+        description=DESCRIPTION,
+        epilog=f"{_domains_line(weights)}\n\n{EXAMPLES}\n\n"
+        "exit codes: 0 all done, 1 some inputs failed (the rest are done and reported), "
+        "2 usage error.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders or globs")
     parser.add_argument(
-        "-o",
-        "--out",
-        type=Path,
-        default=Path(DEFAULT_OUT),
-        help=f"output folder (default {DEFAULT_OUT}/)",
-    )
-    parser.add_argument("--weights", type=Path, help="weights folder (default: the shipped one)")
-    parser.add_argument("--report", type=Path, help="write one JSON line per input here")
-    parser.add_argument("--domain", help="force this specialist (no routing)")
+        "-o", "--out", type=Path, metavar="DIR", default=Path(DEFAULT_OUT),
+        help="output folder; the input tree is mirrored below it (default: %(default)s/)",
+    )  # fmt: skip
     parser.add_argument(
-        "--threshold",
-        type=float,
-        help="router confidence needed to trust one specialist (default: the router's); "
-        "0 never falls back, above 1 always does",
-    )
-    parser.add_argument("--size", type=int, help="model resolution, short side in pixels")
+        "--weights", type=Path, metavar="DIR",
+        help=f"weights folder (default: ${ENV_VAR} if set, else the shipped weights)",
+    )  # fmt: skip
     parser.add_argument(
-        "--strength",
-        type=float,
-        default=1.0,
-        help=f"colour strength: 0 the grey photo, 1 the model's colours (default), "
-        f"up to {MAX_STRENGTH:g} for more",
+        "--report", type=Path, metavar="FILE", help="write one JSON line per input here"
     )
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default auto)")
-    parser.add_argument("--batch-size", type=int, default=8, help="photos per forward pass")
-    parser.add_argument("--format", choices=sorted(SAVE_FORMATS), default="png")
-    parser.add_argument("--skip-existing", action="store_true", help="resume: skip done outputs")
     parser.add_argument(
-        "--shard", type=parse_shard, metavar="K/N", help="take shard K of N (0-based)"
+        "--domain", metavar="NAME", help="use this specialist for every photo (no routing)"
     )
-    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores)")
     parser.add_argument(
-        "--max-megapixels", type=float, default=64.0, help="refuse larger photos (default 64)"
+        "--threshold", type=float, metavar="P",
+        help="router confidence needed to trust one specialist; 0 never falls back, above 1 "
+        "always does (default: the router's own, fitted on held-out photos)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--size", type=int, metavar="PX",
+        help="model resolution, short side in pixels (default: the specialists' training "
+        "size); the output keeps the input's size either way",
+    )  # fmt: skip
+    parser.add_argument(
+        "--strength", type=float, default=1.0, metavar="S",
+        help=f"colour strength: 0 the grey photo, 1 the model's colours, up to "
+        f"{MAX_STRENGTH:g} for more (default: %(default)g)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--device", default="auto", metavar="NAME",
+        help="cpu, cuda, cuda:1 ... (default: %(default)s, cuda when available)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--batch-size", type=int, default=8, metavar="N",
+        help="photos per forward pass (default: %(default)s; larger on a GPU)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--format", choices=sorted(SAVE_FORMATS), default="png",
+        help="output format (default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--skip-existing", action="store_true",
+        help="resume: leave inputs whose output exists (the report is appended to)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--shard", type=parse_shard, metavar="K/N",
+        help="take shard K of N (0-based), decided by a hash of each file's path",
+    )  # fmt: skip
+    parser.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="CPU threads for torch (default: torch's, all cores)",
     )
+    parser.add_argument(
+        "--max-megapixels", type=float, default=64.0, metavar="MP",
+        help="refuse larger photos before decoding them (default: %(default)g)",
+    )  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
 def _device(name: str) -> str:
+    """The device to run on; imports torch (unless it is plainly the CPU)."""
+    if name == "cpu":
+        return name
+    import torch
+
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -415,8 +479,16 @@ def _device(name: str) -> str:
     return name
 
 
+def _weights_arg(argv: Sequence[str]) -> Path | None:
+    """A ``--weights`` given on the command line, read before the full parse (for --help)."""
+    peek = argparse.ArgumentParser(add_help=False)
+    peek.add_argument("--weights", type=Path)
+    return peek.parse_known_args(argv)[0].weights
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(_weights_arg(argv)).parse_args(argv)
     try:
         return _main(args)
     except UsageError as exc:
@@ -431,6 +503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
+    """Check everything a user can get wrong first (cheap, no torch), then load and run."""
     for name, value, low in (("--batch-size", args.batch_size, 1), ("--size", args.size, 32)):
         if value is not None and value < low:
             raise UsageError(f"{name} must be at least {low}")
@@ -438,23 +511,27 @@ def _main(args: argparse.Namespace) -> int:
         raise UsageError("--threshold must be >= 0")
     if not 0.0 <= args.strength <= MAX_STRENGTH:
         raise UsageError(f"--strength must be between 0 and {MAX_STRENGTH:g}")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise UsageError("--threads must be at least 1")
-        torch.set_num_threads(args.threads)
+    if args.threads is not None and args.threads < 1:
+        raise UsageError("--threads must be at least 1")
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"{args.out}: exists and is not a folder")
-    device = _device(args.device)
+    known = domain_names(args.weights)
+    if args.domain is not None and known and args.domain not in known:
+        raise UsageError(f"--domain {args.domain}: no such specialist (have {', '.join(known)})")
     jobs = expand_inputs(args.inputs, args.out, args.format)
     total = len(jobs)
     if args.shard is not None:
         k, n = args.shard
         jobs = [job for job in jobs if shard_of(job.relative, n) == k]
+    device = _device(args.device)
+    import torch
+
+    from .colorizer import Colorizer
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     load_start = time.perf_counter()
     colorizer = Colorizer.from_weights(args.weights, device, args.size, args.threshold)
-    if args.domain is not None and args.domain not in colorizer.domains:
-        known = ", ".join(colorizer.domains)
-        raise UsageError(f"--domain {args.domain}: no such specialist (have {known})")
     for warning in colorizer.warnings:
         print(f"colorize: warning: {warning}", file=sys.stderr)
     shard = f" (shard {args.shard[0]}/{args.shard[1]} of {total})" if args.shard else ""

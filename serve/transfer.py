@@ -19,9 +19,10 @@ from PIL import Image
 
 from specialists.lab import join_lab, normalize_l, rgb_to_lab, rgb_to_lightness
 
+from .options import MAX_STRENGTH
+
 STRIP_PIXELS = 1 << 20  # pixels per strip of the full-resolution join
 MAX_ASPECT = 4.0  # the model input's long side is at most this many times ``size``
-MAX_STRENGTH = 2.0  # colour strength: 0 the grey photo, 1 the model's colours, up to this
 
 
 def check_strength(strength: float) -> float:

@@ -15,8 +15,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from specialists.checkpoint import CheckpointError, read_config
-
 ENV_VAR = "COLORIZER_WEIGHTS"
 ROUTER_DIR = "router"
 SPECIALISTS_DIR = "specialists"
@@ -60,12 +58,21 @@ def default_weights_dir() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[1] / "weights"
 
 
+def domain_names(folder: str | Path | None = None) -> list[str]:
+    """The specialists a weights folder holds, from file names alone (for ``--help``: no
+    torch, no checkpoint is opened); [] when there are none."""
+    root = Path(folder) if folder is not None else default_weights_dir()
+    return sorted(path.stem for path in (root / SPECIALISTS_DIR).glob("*.safetensors"))
+
+
 def _problem(root: Path, what: str) -> WeightsError:
     return WeightsError(f"{root}: {what}\n" + HOW_TO_TRAIN.format(root=root, env=ENV_VAR))
 
 
 def locate_weights(folder: str | Path | None = None) -> WeightsFolder:
     """Check ``folder`` (default: :func:`default_weights_dir`) and list its files."""
+    from specialists.checkpoint import CheckpointError, read_config  # torch: only when used
+
     root = Path(folder) if folder is not None else default_weights_dir()
     if not root.is_dir():
         raise _problem(root, "no such weights folder")

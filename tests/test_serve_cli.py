@@ -236,3 +236,51 @@ def test_without_o_outputs_go_to_a_colorized_folder(weights, tmp_path, monkeypat
     assert _run(weights, "photo.jpg") == 0
     assert Image.open(tmp_path / "colorized" / "photo.png").size == (20, 12)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["colorized", "photo.jpg"]
+
+
+_NO_TORCH_PROBE = """
+import sys
+from serve.colorize import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as exit:
+    code = exit.code
+heavy = sorted(m for m in ("torch", "timm", "torchvision", "matplotlib") if m in sys.modules)
+print("HEAVY", ",".join(heavy), "CODE", code, file=sys.stderr)
+"""
+
+
+def _probe(*args, cwd):
+    """Run the CLI in a fresh interpreter; (stdout, stderr, heavy modules it imported)."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run(
+        [sys.executable, "-c", _NO_TORCH_PROBE, *map(str, args)],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    heavy, code = proc.stderr.rsplit("HEAVY", 1)[1].split("CODE")
+    return proc.stdout, proc.stderr, heavy.strip(), int(code)
+
+
+def test_help_and_usage_errors_import_no_torch(tmp_path):
+    """--help and the usage errors a user makes answer without loading torch or timm."""
+    weights = tmp_path / "w"
+    (weights / "specialists").mkdir(parents=True)
+    for name in ("sepia", "wedding"):
+        (weights / "specialists" / f"{name}.safetensors").write_bytes(b"")
+    out, _, heavy, code = _probe("--help", "--weights", weights, cwd=tmp_path)
+    assert code == 0 and heavy == ""
+    assert f"domains in {weights}: sepia, wedding" in out
+    assert "(default: 8" in out and "examples:" in out and "python -m serve.colorize" in out
+    out, _, heavy, code = _probe("--help", cwd=tmp_path)
+    assert heavy == "" and "domains in the shipped weights: general, landscape, portrait" in out
+    for args, message in (
+        (["missing.jpg"], "no such file or folder"),
+        (["x.jpg", "--batch-size", "0"], "--batch-size must be at least 1"),
+        ([".", "--weights", weights, "--domain", "portrait"], "have sepia, wedding"),
+        (["x.jpg", "--nonsense"], "unrecognized arguments"),
+    ):
+        _, err, heavy, code = _probe(*args, cwd=tmp_path)
+        assert code == 2 and message in err and heavy == "", (args, err)
