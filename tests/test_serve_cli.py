@@ -281,6 +281,7 @@ def test_help_and_usage_errors_import_no_torch(tmp_path):
         (["x.jpg", "--batch-size", "0"], "--batch-size must be at least 1"),
         ([".", "--weights", weights, "--domain", "portrait"], "have sepia, wedding"),
         (["x.jpg", "--nonsense"], "unrecognized arguments"),
+        (["x.jpg", "--strength", "5"], "--strength must be between 0 and 2"),
     ):
         _, err, heavy, code = _probe(*args, cwd=tmp_path)
         assert code == 2 and message in err and heavy == "", (args, err)
