@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from specialists.checkpoint import write_json
+from specialists.cli import HelpFormatter, plain
 
 from .calibration import expected_calibration_error, reliability
 from .errors import RouterError
@@ -254,19 +255,45 @@ def print_report(report: dict) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="python -m router.evaluate", description=__doc__.split("\n")[0]
+        prog="python -m router.evaluate",
+        description=plain(__doc__)
+        + """
+It prints accuracy, per-domain precision, recall and F1, the confusion matrix (also as a PNG),
+the calibration error, how many photos fall back to the judge at each threshold, and the
+misrouted files.
+
+examples:
+  python -m router.evaluate ../shared/data/colorize-v1
+  python -m router.evaluate photos/ --weights my-weights/router --json runs/router-eval.json""",
+        formatter_class=HelpFormatter,
     )
-    p.add_argument("data", type=Path, help="folder of domain folders (or val/ test/ splits)")
-    p.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="router folder")
-    p.add_argument("--json", type=Path, default=None, help="write the report as JSON here")
+    p.add_argument(
+        "data", type=Path, help="folder of domain folders (or val/ and test/ split folders)"
+    )
+    p.add_argument(
+        "--weights",
+        type=Path,
+        default=DEFAULT_WEIGHTS,
+        help="router folder (WEIGHTS/router, or a training run's RUN_DIR/router)",
+    )
+    p.add_argument("--json", type=Path, default=None, help="also write the report as JSON here")
     p.add_argument(
         "--png", type=Path, default=None, help="confusion matrix PNG (default: beside --json)"
     )
-    p.add_argument("--split", action="append", choices=SPLITS, help="split(s) to evaluate")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument(
+        "--split",
+        action="append",
+        choices=SPLITS,
+        help="split folder to evaluate, repeatable (default: val and test, where present)",
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=32, help="photos per forward pass of the router"
+    )
     p.add_argument("--workers", type=int, default=1, help="image-decoding processes")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument(
+        "--threads", type=int, default=None, help="CPU threads for torch (default: all cores)"
+    )
     return p.parse_args(argv)
 
 

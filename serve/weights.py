@@ -98,7 +98,7 @@ def locate_weights(folder: str | Path | None = None) -> WeightsFolder:
                 f"{path}: checkpoint has no {' or '.join(absent)} "
                 "(export a training run with python -m training.export)"
             )
-        domain = config.get("domain", path.stem)
+        domain = config.get("domain") or path.stem  # None: trained without --domain
         if domain != path.stem:
             raise WeightsError(
                 f"{path}: holds the {domain!r} specialist; name it {domain}.safetensors"

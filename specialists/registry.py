@@ -35,6 +35,11 @@ class Registry:
     def names(self) -> list[str]:
         return sorted(self._factories)
 
+    def summary(self, name: str) -> str:
+        """The first line of ``name``'s factory docstring: what the model is, for --help."""
+        doc = (self._factories[name].__doc__ or "").strip()
+        return doc.split("\n", 1)[0].replace("``", "")
+
     def create(self, name: str, **kwargs: Any) -> nn.Module:
         """Build ``name`` with ``kwargs`` and record the spec on the model."""
         if name not in self._factories:

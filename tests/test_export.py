@@ -15,7 +15,7 @@ def test_export_keeps_models_and_drops_training_state(photo_folder, tmp_path, ca
     train(config)
     out = tmp_path / "weights" / "cool.safetensors"
     assert main([str(run), "--out", str(out), "--half"]) == 0
-    assert "cool at step 2" in capsys.readouterr().out
+    assert "the cool specialist at step 2" in capsys.readouterr().out
     g_run = specialists.load_generator(run / "checkpoint.safetensors")
     g_out = specialists.load_generator(out)
     x = torch.rand(1, 1, 32, 32) * 2 - 1

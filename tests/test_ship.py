@@ -1,13 +1,20 @@
 """training.ship assembles a servable half-precision weights folder; model_cards describe it."""
 
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+import discriminators
+import specialists
 from serve import Colorizer
 from tests.conftest import make_split_folder
-from tests.serve_support import tiny_router
+from tests.serve_support import save_specialist, tiny_router
+from tests.test_router_data import _photo
+from training.data import is_held_out
 from training.model_cards import main as cards_main
 from training.ship import main as ship_main
 from training.train_specialist import TrainConfig, train
@@ -63,3 +70,87 @@ def test_ship_names_what_is_missing(tmp_path, capsys):
     assert "DOMAIN=RUN_DIR" in capsys.readouterr().err
     assert cards_main(["--weights", str(tmp_path / "none")]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def _domain_folders(root, per_domain=(14, 2)):
+    """root/<domain>/*.png for sky, zebra and a new domain, document: ``per_domain`` photos
+    trained on and held out (the fixed 5% hold-out, by name) in each."""
+    rng = np.random.default_rng(0)
+    for domain in ("document", "sky", "zebra"):
+        (root / domain).mkdir(parents=True)
+        counts, i = [0, 0], 0
+        while counts[0] < per_domain[0] or counts[1] < per_domain[1]:
+            name = f"{domain}_{i:04d}.png"
+            i += 1
+            held = int(is_held_out(Path(name)))
+            if counts[held] < per_domain[held]:
+                counts[held] += 1
+                Image.fromarray(_photo(domain, rng, (40, 48))).save(root / domain / name)
+    return root
+
+
+def _shipped(folder, domains):
+    """A weights folder with tiny (random) specialists for ``domains``, as if shipped."""
+    for domain in domains:
+        torch.manual_seed(0)
+        generator = specialists.create_model("unet", ngf=8, num_downs=5)
+        disc = discriminators.create_model("patchgan", ndf=8, n_layers=1)
+        save_specialist(
+            folder / "specialists" / f"{domain}.safetensors", domain, generator, disc, 32
+        )
+    return folder
+
+
+TINY_ROUTER = (
+    "--arch timm_router --backbone mobilenetv2_035 --no-pretrained --size 32 --train-blocks 0 "
+    "--views 1 --batch-size 16 --lr 1e-2 --workers 0 --index-dim 8 --k 3 --epochs 20"
+)
+TINY_SPECIALIST = [
+    "--arch", "unet", "--arch-arg", "ngf=8", "--arch-arg", "num_downs=5", "--size", "32",
+    "--batch-size", "4", "--steps", "2", "--num-val", "2",
+]  # fmt: skip
+
+
+def test_one_command_adds_a_domain_from_a_folder_of_domain_folders(tmp_path, capsys):
+    data = _domain_folders(tmp_path / "photos")
+    (data / "sky").rename(tmp_path / "sky")
+    (data / "sky").symlink_to(tmp_path / "sky")  # the README's recipe links existing folders in
+    shipped = _shipped(tmp_path / "shipped", ("sky", "zebra"))
+    out, runs = tmp_path / "weights", tmp_path / "runs"
+    argv = ["--data", str(data), "--out", str(out), "--keep", str(shipped), "--runs", str(runs)]
+    argv += ["--router-args", TINY_ROUTER, "--threads", "1", "--no-progress", *TINY_SPECIALIST]
+    assert ship_main(argv) == 0
+    printed = capsys.readouterr().out
+    assert f"sky: keeping {shipped / 'specialists' / 'sky.safetensors'}" in printed
+    assert f"document: training in {runs / 'document'}" in printed
+    assert f"next: python -m serve.colorize --weights {out}" in printed
+    assert sorted(p.name for p in runs.iterdir()) == ["document", "router"]  # only what's new
+    assert sorted(p.stem for p in (out / "specialists").glob("*.safetensors")) == [
+        "document", "sky", "zebra",
+    ]  # fmt: skip
+    assert json.loads((out / "router" / "router.json").read_text())["domains"] == [
+        "document", "sky", "zebra",
+    ]  # fmt: skip
+
+    colorizer = Colorizer.from_weights(out, threshold=0.0)
+    assert colorizer.warnings == []
+    page = Image.fromarray(_photo("document", np.random.default_rng(7), (60, 80))).convert("L")
+    result = colorizer.colorize(page)
+    assert result.domain == "document" and result.strategy == "router"
+    assert result.probs["document"] == max(result.probs.values())
+    assert result.image.size == page.size
+
+
+def test_ship_refuses_before_training_what_it_cannot_finish(tmp_path, capsys):
+    data = _domain_folders(tmp_path / "photos", per_domain=(2, 1))
+    shipped = _shipped(tmp_path / "shipped", ("sky",))
+    args = ["--data", str(data), "--runs", str(tmp_path / "runs")]
+    assert ship_main([*args, "--out", str(shipped), "--keep", str(shipped)]) == 2
+    assert "write to a new folder" in capsys.readouterr().err
+    assert ship_main([*args, "--out", str(tmp_path / "w"), "--specialist", f"cat={tmp_path}"]) == 2
+    assert "not a domain of" in capsys.readouterr().err
+    assert ship_main([*args, "--out", str(tmp_path / "w"), "--router-args", "--views x"]) == 2
+    assert "train_router flags" in capsys.readouterr().err
+    assert ship_main([*args, "--out", str(tmp_path / "w"), "--bogus"]) == 2
+    assert "train_specialist flags" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

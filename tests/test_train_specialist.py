@@ -125,3 +125,70 @@ def test_arch_args_parse_as_json():
         ["--data", "d", "--out", "o", "--arch-arg", "ngf=16", "--arch-arg", "norm=instance"]
     )
     assert config.arch_args == {"ngf": 16, "norm": "instance"}
+
+
+def _plain_photos(folder, count):
+    from tests.conftest import make_photo
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(2)
+    for i in range(count):
+        make_photo(rng, (180, 120, 40), size=40).save(folder / f"photo_{i:03d}.jpg")
+    return folder
+
+
+def test_a_plain_folder_trains_the_named_domain_and_says_what_comes_next(tmp_path, capsys):
+    from training.data import is_held_out
+    from training.export import main as export_main
+
+    photos = _plain_photos(tmp_path / "mine", 6)
+    assert not any(is_held_out(p) for p in photos.iterdir())  # 5% of 6 photos: none held out
+    run = tmp_path / "run"
+    argv = _argv(photos, run)
+    argv[argv.index("warm")] = "portrait"
+    assert main([*argv, "--steps", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "training the 'portrait' specialist on all its photos" in out
+    assert "warning:" in out and "no validation photos" in out and "none of these 6" in out
+    assert f"next: python -m training.export {run} --out" in out
+    assert "specialists/portrait.safetensors" in out
+    weights = tmp_path / "weights"
+    assert (
+        export_main([str(run), "--out", str(weights / "specialists" / "portrait.safetensors")]) == 0
+    )
+    out = capsys.readouterr().out
+    assert (
+        "the portrait specialist at step 2" in out and "next: python -m training.fit_chroma" in out
+    )
+    assert "None" not in out
+
+
+def test_a_run_without_a_domain_is_named_after_its_exported_file(tmp_path, capsys):
+    from serve.weights import locate_weights
+    from training.export import main as export_main
+
+    photos = _plain_photos(tmp_path / "mine", 8)
+    run = tmp_path / "run"
+    argv = _argv(photos, run)
+    del argv[argv.index("--domain") : argv.index("--domain") + 2]
+    assert main([*argv, "--steps", "1"]) == 0
+    assert "specialists/DOMAIN.safetensors" in capsys.readouterr().out
+    weights = tmp_path / "weights"
+    target = weights / "specialists" / "family.safetensors"
+    assert export_main([str(run), "--out", str(target)]) == 0
+    assert "the family specialist at step 1" in capsys.readouterr().out
+    (weights / "router").mkdir()
+    assert locate_weights(weights).domains == ["family"]  # not "holds the None specialist"
+
+
+def test_a_missing_domain_folder_names_the_layouts(photo_folder, tmp_path, capsys):
+    plain = tmp_path / "plain"
+    for domain in ("cool", "warm"):
+        _plain_photos(plain / domain, 2)
+    for data in (plain, photo_folder):
+        argv = _argv(data, tmp_path / "run")
+        argv[argv.index("warm")] = "portrait"
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "no 'portrait' domain folder (it has cool, warm)" in err
+        assert "expected DIR/<domain>/*.jpg, DIR/train/<domain>/ + DIR/val/<domain>/" in err

@@ -241,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{fit['psnr_by_weight']['0.0']:.2f}, router argmax {fit['psnr_router_argmax']:.2f})"
         )
     print(f"wrote {args.weights / JUDGE_FILE}")
+    print(f"next: python -m serve.colorize --weights {args.weights} PHOTO.jpg")
     return 0
 
 

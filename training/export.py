@@ -2,7 +2,8 @@
 
     python -m training.export runs/portrait --out weights/specialists/portrait.safetensors --half
 
-Half precision halves the file; the loaders cast back to float32.
+Half precision halves the file; the loaders cast back to float32. The specialist's domain is
+the run's --domain, or the output file's name for a run without one.
 """
 
 import argparse
@@ -13,6 +14,7 @@ from pathlib import Path
 import torch
 
 from specialists.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from specialists.cli import HelpFormatter, plain
 from training.train_specialist import CHECKPOINT
 
 KEPT_ROLES = ("generator", "discriminator")
@@ -52,6 +54,8 @@ def export_run(run_dir: Path, out: Path, half: bool = False) -> dict:
     if half:
         kept = {k: v.half() if v.is_floating_point() else v for k, v in kept.items()}
     exported = {k: config[k] for k in KEPT_CONFIG if k in config}
+    # a run on a plain folder without --domain: the specialist is the one the file is named for
+    exported["domain"] = config.get("domain") or Path(out).stem
     exported["hardware"] = config.get("hardware")
     log = _log_rows(run_dir)
     exported["training_seconds"] = training_seconds(log)
@@ -65,7 +69,9 @@ def export_run(run_dir: Path, out: Path, half: bool = False) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.export", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m training.export", description=plain(__doc__), formatter_class=HelpFormatter
+    )
     parser.add_argument("run_dir", type=Path, help="a train_specialist run folder")
     parser.add_argument("--out", type=Path, required=True, help="output .safetensors file")
     parser.add_argument("--half", action="store_true", help="store weights in float16")
@@ -78,7 +84,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     size = args.out.stat().st_size / 2**20
-    print(f"wrote {args.out} ({size:.1f} MiB): {config.get('domain')} at step {config.get('step')}")
+    step = config.get("step")
+    print(f"wrote {args.out} ({size:.1f} MiB): the {config['domain']} specialist at step {step}")
+    weights = args.out.parent.parent
+    print(
+        f"next: python -m training.fit_chroma --data DATA --weights {weights}, then "
+        f"python -m training.calibrate_judge --data DATA --weights {weights} "
+        f"(a weights folder also needs router/: python -m training.train_router)"
+    )
     return 0
 
 

@@ -155,7 +155,10 @@ def main(argv: list[str] | None = None) -> int:
             f"(truth {r['truth_colourfulness']:.1f}), PSNR {base['psnr']:.2f} -> "
             f"{chosen['psnr']:.2f} dB"
         )
-    print(f"updated {args.weights / 'specialists'}; now rerun training.calibrate_judge")
+    print(
+        f"updated {args.weights / 'specialists'}; next: python -m training.calibrate_judge "
+        f"--data {args.data} --weights {args.weights}"
+    )
     return 0
 
 

@@ -81,8 +81,9 @@ def plot_losses(csv_path: Path, png_path: Path) -> None:
             axes[1].plot(*zip(*points), marker="o", label=key)
     axes[1].set_xlabel("step")
     axes[1].set_ylabel("dB")
-    axes[1].legend()
-    axes[1].set_title("validation PSNR")
+    if axes[1].lines:
+        axes[1].legend()
+    axes[1].set_title("validation PSNR" if axes[1].lines else "validation PSNR: no val photos")
     fig.tight_layout()
     tmp = png_path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=90)

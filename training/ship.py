@@ -1,28 +1,38 @@
-"""Assemble a serving weights folder from finished runs, in half precision, fitted and checked.
+"""Train and assemble a serving weights folder from a folder of domain folders, in one command.
 
-    python -m training.ship --data ../shared/data/colorize-v1 --out weights \\
-        --router runs/router/router \\
-        --specialist portrait=runs/portrait --specialist landscape=runs/landscape \\
-        --specialist general=runs/general
+    python -m training.ship --data photos --out my-weights --keep weights --steps 3000
 
-In order: the router folder is copied with float16 weights; each run is exported with
-float16 weights (``training.export``); each specialist's chroma gain is fitted on held-out
-photos (``training.fit_chroma``); the fallback judge is calibrated on the same held-out photos
-(``training.calibrate_judge``). Val is never looked at. The result is what
-``Colorizer.from_weights`` and ``python -m serve.colorize --weights`` load; write the model
-cards next with ``python -m training.model_cards``.
+photos/ holds one folder of colour photos per domain (photos/<domain>/*.jpg, or
+photos/train/<domain>/ + photos/val/<domain>/); a new folder such as photos/document/ is a
+new domain. In order, each step printing what it does:
+
+1. train: the router on every domain, and a specialist for each domain that has none yet
+   (with --keep WEIGHTS, a domain WEIGHTS/specialists already has keeps that specialist;
+   --router and --specialist DOMAIN=RUN_DIR use finished runs instead). The runs go to
+   --runs, all at once, one process each (training.train_all); rerunning resumes them.
+2. the router is copied with float16 weights; each run is exported with float16 weights
+   (training.export); kept specialists are copied;
+3. each specialist's chroma gain is fitted on held-out photos (training.fit_chroma);
+4. the fallback judge is calibrated on the same held-out photos (training.calibrate_judge).
+Val is never looked at. The result is what python -m serve.colorize --weights OUT loads.
+
+Any flag not listed below goes to every train_specialist run (see its --help); the router's
+own flags go in --router-args.
 """
 
 import argparse
+import shlex
+import shutil
 import sys
 from pathlib import Path
 
-import torch
-
 from router import RouterError, load_router
 from specialists.checkpoint import CheckpointError
-from training import calibrate_judge, fit_chroma
+from specialists.cli import HelpFormatter, plain
+from training import calibrate_judge, fit_chroma, train_all
 from training.export import export_run
+
+SPECIALISTS = "specialists"  # serve.weights.SPECIALISTS_DIR: training does not import serve
 
 
 def ship_router(source: Path, out: Path) -> None:
@@ -32,6 +42,15 @@ def ship_router(source: Path, out: Path) -> None:
     router.save(out / "router")
 
 
+def keep_specialist(source: Path, out: Path) -> None:
+    """Copy a shipped specialist (and its JSON config) into ``out/specialists``."""
+    folder = out / SPECIALISTS
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in (source, source.with_suffix(".json")):
+        if path.is_file():
+            shutil.copyfile(path, folder / path.name)
+
+
 def ship(
     data: Path,
     out: Path,
@@ -39,13 +58,24 @@ def ship(
     runs: dict[str, Path],
     per_domain: int = 200,
     progress: bool = True,
+    kept: dict[str, Path] | None = None,
 ) -> dict:
-    """Build ``out``; returns the chroma fits and the judge's calibration summary."""
-    if not runs:
+    """Build ``out`` from finished runs (and ``kept`` specialist files); returns the chroma
+    fits and the judge's calibration summary."""
+    kept = kept or {}
+    if not runs and not kept:
         raise CheckpointError("give at least one --specialist DOMAIN=RUN_DIR")
+    known = load_router(router).domains
+    unserved = sorted(set(known) - set(runs) - set(kept))
+    if unserved:
+        raise CheckpointError(
+            f"{router}: the router routes to {', '.join(unserved)}, which has no specialist"
+        )
     ship_router(router, out)
     for domain, run in runs.items():
-        export_run(run, out / "specialists" / f"{domain}.safetensors", half=True)
+        export_run(run, out / SPECIALISTS / f"{domain}.safetensors", half=True)
+    for source in kept.values():
+        keep_specialist(source, out)
     chroma = fit_chroma.fit(data, out, per_domain, progress=progress)
     judge = calibrate_judge.calibrate(data, out, per_domain=per_domain, progress=progress)
     return {"chroma": chroma, "judge": judge}
@@ -58,26 +88,157 @@ def _domain_run(text: str) -> tuple[str, Path]:
     return domain, Path(run)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.ship", description=__doc__)
-    parser.add_argument("--data", required=True, type=Path, help="data folder (for the holdout)")
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+    """ship's own flags, and the rest (for every train_specialist run)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m training.ship",
+        description=plain(__doc__),
+        formatter_class=HelpFormatter,
+        allow_abbrev=False,  # an abbreviation is train_specialist's to expand, not ours
+        epilog="examples:\n"
+        "  python -m training.ship --data photos --out my-weights --keep weights --steps 3000\n"
+        "  python -m training.ship --data ../shared/data/colorize-v1 --out weights \\\n"
+        "      --router runs/router/router --specialist portrait=runs/portrait \\\n"
+        "      --specialist landscape=runs/landscape --specialist general=runs/general",
+    )
+    parser.add_argument(
+        "--data",
+        required=True,
+        type=Path,
+        help="folder of domain folders: DIR/<domain>/*.jpg or DIR/train/<domain>/ + "
+        "DIR/val/<domain>/ (its held-out photos fit the chroma gains and the judge)",
+    )
     parser.add_argument("--out", required=True, type=Path, help="weights folder to write")
-    parser.add_argument("--router", required=True, type=Path, help="a trained router folder")
+    parser.add_argument(
+        "--runs", type=Path, default=Path("runs"), help="where the training runs go"
+    )
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        metavar="WEIGHTS",
+        help="a weights folder whose specialists are kept for the domains it has (e.g. the "
+        "shipped weights); the other domains are trained",
+    )
+    parser.add_argument(
+        "--router",
+        type=Path,
+        help="a trained router folder (RUN_DIR/router) to use instead of training one",
+    )
     parser.add_argument(
         "--specialist",
         action="append",
         type=_domain_run,
         default=[],
         metavar="DOMAIN=RUN_DIR",
-        help="a finished train_specialist run (repeat per domain)",
+        help="a finished train_specialist run to use for DOMAIN (repeatable)",
     )
-    parser.add_argument("--per-domain", type=int, default=200, help="held-out photos per domain")
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
-    args = parser.parse_args(argv)
-    try:
-        result = ship(
-            args.data, args.out, args.router, dict(args.specialist), args.per_domain, args.progress
+    parser.add_argument(
+        "--router-args",
+        metavar="'FLAGS'",
+        help="flags for train_router in one quoted string, e.g. --router-args='--epochs 3' "
+        "(see python -m training.train_router --help)",
+    )
+    parser.add_argument(
+        "--threads", type=int, help="torch threads per run (default: cores / number of runs)"
+    )
+    parser.add_argument(
+        "--device", help="cpu, cuda or cuda:N (default: cuda when there is a GPU, else cpu)"
+    )
+    parser.add_argument(
+        "--per-domain",
+        type=int,
+        default=200,
+        help="held-out photos per domain for the chroma gains and the judge",
+    )
+    parser.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress bars"
+    )
+    return parser.parse_known_args(argv)
+
+
+def plan(args: argparse.Namespace) -> tuple[list[str], dict[str, Path], dict[str, Path]]:
+    """(domains to train, finished runs to export, specialist files to keep) for every domain
+    of the data folder."""
+    domains = train_all.choose_domains(args.data, None)
+    if args.router is not None:
+        load_router(args.router)  # a missing or broken router stops us before any training
+    given = dict(args.specialist)
+    unknown = sorted(set(given) - set(domains))
+    if unknown:
+        raise train_all.UsageError(
+            f"--specialist {', '.join(unknown)}: not a domain of {args.data} "
+            f"(it has {', '.join(domains)})"
         )
+    kept = {}
+    if args.keep is not None:
+        if not (args.keep / SPECIALISTS).is_dir():
+            raise train_all.UsageError(f"--keep {args.keep}: no {SPECIALISTS}/ folder in it")
+        if args.keep.resolve() == args.out.resolve():
+            raise train_all.UsageError(
+                f"--keep {args.keep} is --out: write to a new folder, then replace the old one"
+            )
+        for domain in domains:
+            path = args.keep / SPECIALISTS / f"{domain}.safetensors"
+            if domain not in given and path.is_file():
+                kept[domain] = path
+    stale = [
+        p.stem
+        for p in sorted((args.out / SPECIALISTS).glob("*.safetensors"))
+        if p.stem not in domains
+    ]
+    if stale:
+        raise train_all.UsageError(
+            f"{args.out} holds specialists for {', '.join(stale)}, which {args.data} has no "
+            "folder for: choose a new --out"
+        )
+    train = [d for d in domains if d not in given and d not in kept]
+    runs = given | {d: args.runs / d for d in train}
+    return train, runs, kept
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, forwarded = parse_args(argv)
+    router_args = shlex.split(args.router_args or "")
+    try:
+        train, runs, kept = plan(args)
+        if train:
+            train_all.check_specialist_flags(str(args.data), forwarded)
+        elif forwarded:
+            raise train_all.UsageError(
+                f"unrecognized arguments: {' '.join(forwarded)} (no specialist to train)"
+            )
+        if args.router is None:
+            train_all.check_flags(train_all.ROUTER_MODULE, str(args.data), router_args)
+    except (train_all.UsageError, RouterError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    router = args.router or args.runs / train_all.ROUTER / "router"
+    for domain, path in kept.items():
+        print(f"{domain}: keeping {path}")
+    for domain, run in runs.items():
+        print(f"{domain}: {'training in' if domain in train else 'using the run'} {run}")
+    print(f"router: {'training in ' + str(router.parent) if args.router is None else router}")
+    if train or args.router is None:
+        cuda = args.device is None or args.device.startswith("cuda")
+        gpus = train_all.visible_gpus() if cuda else []
+        jobs = train_all.plan_jobs(
+            str(args.data),
+            str(args.runs),
+            train,
+            forwarded,
+            cores=train_all.cpu_cores(),
+            gpus=gpus,
+            threads=args.threads,
+            device=args.device,
+            router=args.router is None,
+            router_args=router_args,
+        )
+        code = train_all.run_jobs(jobs, progress=args.progress)
+        if code:
+            return code
+    print(f"assembling {args.out}: export, chroma gains, judge")
+    try:
+        result = ship(args.data, args.out, router, runs, args.per_domain, args.progress, kept)
     except (CheckpointError, RouterError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -86,10 +247,17 @@ def main(argv: list[str] | None = None) -> int:
     sel = result["judge"]["selection"]
     print(f"judge calibrated on {sel['photos']} held-out photos")
     total = sum(f.stat().st_size for f in args.out.rglob("*") if f.is_file()) / 2**20
-    print(f"wrote {args.out} ({total:.1f} MiB); next: python -m training.model_cards")
+    print(f"wrote {args.out} ({total:.1f} MiB)")
+    print(
+        f"next: python -m serve.colorize --weights {args.out} PHOTO.jpg (or set "
+        f"COLORIZER_WEIGHTS={args.out} for the web page); measure it on photos it was not "
+        f"trained on: python -m training.evaluate PHOTOS --weights {args.out}"
+    )
     return 0
 
 
 if __name__ == "__main__":
+    import torch
+
     torch.set_grad_enabled(False)
     sys.exit(main())

@@ -119,7 +119,7 @@ def choose_domains(data: Path, wanted: list[str] | None) -> list[str]:
     found = list_domains(data)
     if not found:
         raise UsageError(
-            f"{data}: no domain folders (expected train/<domain>/); "
+            f"{data}: no domain folders (expected <domain>/ or train/<domain>/); "
             "for a plain folder of photos use python -m training.train_specialist"
         )
     if not wanted:
@@ -132,20 +132,25 @@ def choose_domains(data: Path, wanted: list[str] | None) -> list[str]:
     return list(dict.fromkeys(wanted))
 
 
+def check_flags(module: str, data: str, flags: list[str]) -> None:
+    """Reject flags that ``module`` (train_specialist or train_router) would reject, before
+    starting anything."""
+    parse_args = importlib.import_module(module).parse_args
+    messages = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(messages):
+            parse_args(["--data", data, "--out", "-", *flags])
+    except SystemExit as exc:
+        lines = messages.getvalue().strip().splitlines()
+        reason = lines[-1].split("error: ", 1)[-1] if lines else f"exit {exc.code}"
+        raise UsageError(f"{module.rsplit('.', 1)[-1]} flags: {reason}") from None
+
+
 def check_specialist_flags(data: str, forwarded: list[str]) -> None:
     """Reject a flag train_specialist would reject, before starting anything."""
     if any(arg == "--domain" or arg.startswith("--domain=") for arg in forwarded):
         raise UsageError("--domain trains one specialist: use --domains a b c here")
-    from training.train_specialist import parse_args as specialist_args
-
-    messages = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(messages):
-            specialist_args(["--data", data, "--out", "-", *forwarded])
-    except SystemExit as exc:
-        lines = messages.getvalue().strip().splitlines()
-        reason = lines[-1].split("error: ", 1)[-1] if lines else f"exit {exc.code}"
-        raise UsageError(f"train_specialist flags: {reason}") from None
+    check_flags(SPECIALIST_MODULE, data, forwarded)
 
 
 def plan_jobs(
@@ -159,8 +164,10 @@ def plan_jobs(
     threads: int | None = None,
     device: str | None = None,
     router: bool = False,
+    router_args: list[str] | None = None,
 ) -> list[Job]:
-    """One job per domain (and the router): its command line, run folder and environment.
+    """One job per domain (and the router, ``router_args`` added to its command): its
+    command line, run folder and environment.
 
     Threads: ``threads`` each, else the cores split evenly (at least one). Device: the one
     asked for; plain ``cuda`` (the default when there is a GPU) with several GPUs gives the
@@ -178,6 +185,7 @@ def plan_jobs(
         common = ["--out", str(run_dir), "--threads", str(per_job), "--device", device]
         if name == ROUTER and router:
             command = [sys.executable, "-m", ROUTER_MODULE, "--data", data, *common]
+            command += router_args or []
         else:
             command = [sys.executable, "-m", SPECIALIST_MODULE, "--data", data]
             command += ["--domain", name, *common, "--no-progress", *forwarded]

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from router.net import ROUTERS
 from router.router import Router
 from specialists.checkpoint import (
     CheckpointError,
@@ -34,7 +35,8 @@ from specialists.checkpoint import (
     with_prefix,
     write_json,
 )
-from training.data import has_splits, is_held_out
+from specialists.cli import HelpFormatter, catalogue, plain
+from training.data import PLAIN_VAL_PERCENT, has_splits, is_held_out
 from training.optim_state import optimizer_from_tensors, optimizer_to_tensors
 from training.router_data import Labelled, domains_of, gather, trunk_outputs
 from training.router_export import Outputs, calibrate, measure, write_reports
@@ -86,53 +88,107 @@ class UsageError(Exception):
     """A problem with the command line or the data the user pointed at."""
 
 
+HELP = {
+    "size": "router input: the centre square of the photo's lightness, in pixels",
+    "train_blocks": "backbone blocks trained (the rest stay frozen and are cached); 0 trains "
+    "only the head",
+    "views": "views per training photo: the centre square plus VIEWS - 1 random crops with "
+    "flips and tone changes",
+    "epochs": "passes over the cached training photos",
+    "batch_size": "photos per step (and per trunk-caching batch)",
+    "seed": "seed of the views, the order and the network's init",
+    "k": "neighbours in the kNN vote and the out-of-distribution distance",
+    "index_dim": "dimensions the kNN index's PCA keeps of each embedding",
+    "workers": "image-decoding processes beside the network",
+    "lr": "AdamW learning rate of the head (cosine schedule)",
+    "backbone_lr_scale": "the trained backbone blocks' learning rate, as a fraction of --lr",
+    "weight_decay": "AdamW weight decay",
+    "label_smoothing": "cross-entropy label smoothing",
+    "ood_alpha": "typicality: photos farther from their neighbours than all but this share of "
+    "the calibration photos lose confidence",
+    "target_accuracy": "the threshold is the lowest confidence at which the calibration "
+    "photos routed alone are right this often",
+}
+
+
 def parse_args(argv: list[str] | None = None) -> RouterTrainConfig:
     defaults = RouterTrainConfig(data="", out="")
     p = argparse.ArgumentParser(
-        prog="python -m training.train_router", description=__doc__.split("\n")[0]
+        prog="python -m training.train_router",
+        description=plain(__doc__)
+        + """
+examples:
+  python -m training.train_router --data ../shared/data/colorize-v1 --out runs/router
+  python -m training.train_router --data photos/ --out runs/router --calibrate-on val
+then: cp -r RUN_DIR/router WEIGHTS/router (python -m training.ship does every step)""",
+        formatter_class=HelpFormatter,
+        epilog=catalogue(ROUTERS, "router networks (--arch)"),
     )
     p.add_argument(
-        "--data", required=True, help="data folder: train/<domain>/ + val/<domain>/ (or <domain>/)"
+        "--data",
+        required=True,
+        help="photo folder: DIR/<domain>/, or DIR/train/<domain>/ + DIR/val/<domain>/ "
+        "(at least two domains)",
     )
     p.add_argument("--out", required=True, help="run folder (rerun on it to resume)")
-    p.add_argument("--arch", default=defaults.arch, help="router network (registry name)")
-    p.add_argument("--backbone", default=None, help="timm backbone, for --arch timm_router")
     p.add_argument(
-        "--no-pretrained", dest="pretrained", action="store_false", help="random init (tests)"
+        "--arch",
+        default=defaults.arch,
+        choices=ROUTERS.names(),
+        metavar="ARCH",
+        help="router network, one of those listed below",
     )
-    for name in (
-        "size",
-        "train_blocks",
-        "views",
-        "epochs",
-        "batch_size",
-        "seed",
-        "k",
-        "index_dim",
-        "workers",
-    ):
-        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
-    for name in (
-        "lr",
-        "backbone_lr_scale",
-        "weight_decay",
-        "label_smoothing",
-        "ood_alpha",
-        "target_accuracy",
-    ):
-        p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name))
+    p.add_argument("--backbone", default=None, help="timm backbone name, for --arch timm_router")
     p.add_argument(
-        "--max-per-domain", type=int, default=None, help="use at most N training photos per domain"
+        "--no-pretrained",
+        dest="pretrained",
+        action="store_false",
+        help="random init instead of ImageNet weights (tests)",
+    )
+    for name, kind in (
+        ("size", int),
+        ("train_blocks", int),
+        ("views", int),
+        ("epochs", int),
+        ("batch_size", int),
+        ("lr", float),
+        ("backbone_lr_scale", float),
+        ("weight_decay", float),
+        ("label_smoothing", float),
+        ("seed", int),
+        ("k", int),
+        ("index_dim", int),
+        ("ood_alpha", float),
+        ("target_accuracy", float),
+        ("workers", int),
+    ):
+        p.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=kind,
+            default=getattr(defaults, name),
+            help=HELP[name],
+        )
+    p.add_argument(
+        "--max-per-domain",
+        type=int,
+        default=None,
+        help="use at most N training photos per domain (default: all)",
     )
     p.add_argument(
         "--calibrate-on",
         choices=CALIBRATION_SPLITS,
         default=defaults.calibrate_on,
-        help="fit calibration and threshold on the held-out part of train (default; it is not "
-        "trained on) or on val",
+        help="fit calibration and threshold on the held-out part of train (it is not "
+        "trained on) or on val (for DIR/<domain>/ folders, whose held-out part is val)",
     )
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="cpu, cuda or cuda:N",
+    )
+    p.add_argument(
+        "--threads", type=int, default=None, help="CPU threads for torch (default: all cores)"
+    )
     return RouterTrainConfig(**vars(p.parse_args(argv)))
 
 
@@ -160,7 +216,14 @@ def _check_data(cfg: RouterTrainConfig) -> tuple[Path, list[str], Labelled, Labe
         counts = np.bincount(np.asarray(data.labels, dtype=np.int64), minlength=len(domains))
         empty = [d for d, c in zip(domains, counts) if c == 0]
         if empty:
-            raise UsageError(f"{root}: no {split} photos for domain(s) {', '.join(empty)}")
+            layout = (
+                ""
+                if has_splits(root)
+                else f" (DIR/<domain>/ folders keep a fixed {PLAIN_VAL_PERCENT}% of their photos, "
+                "chosen by file name, for validation: add photos, or put them in "
+                "DIR/train/<domain>/ and DIR/val/<domain>/)"
+            )
+            raise UsageError(f"{root}: no {split} photos for domain(s) {', '.join(empty)}{layout}")
     return root, domains, train, val
 
 
@@ -170,10 +233,6 @@ def _calibration_rows(
     """Mask of the training photos kept out of training to calibrate on (none with val)."""
     if cfg.calibrate_on == "val":
         return torch.zeros(len(train_set.paths), dtype=torch.bool)
-    if not has_splits(root):
-        raise UsageError(
-            f"{root}: a plain folder's held-out 5% is already its val split; use --calibrate-on val"
-        )
     held = torch.tensor([is_held_out(p) for p in train_set.paths], dtype=torch.bool)
     labels = torch.tensor(train_set.labels)
     missing = [d for i, d in enumerate(domains) if not bool(held[labels == i].any())]
@@ -249,6 +308,11 @@ def train(cfg: RouterTrainConfig) -> dict:
     if cfg.train_blocks < 0 or cfg.views < 1 or cfg.epochs < 0:
         raise UsageError("--train-blocks and --epochs must be >= 0, --views >= 1")
     root, domains, train_set, val_set = _check_data(cfg)
+    if cfg.calibrate_on == "holdout" and not has_splits(root):
+        print(
+            f"{root} has no train/ and val/ splits: its held-out photos are val; calibrating on val"
+        )
+        cfg.calibrate_on = "val"
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -487,7 +551,11 @@ def _summary(metrics: dict, domains: list[str], out: Path) -> None:
         f"{100 * metrics['fallback_fraction']:.1f}% of val photos fall back, "
         f"the rest are routed with accuracy {metrics['routed_accuracy']:.4f}"
     )
-    print(f"router folder: {out / 'router'} (copy it to WEIGHTS/router)")
+    print(f"router folder: {out / 'router'}")
+    print(
+        f"next: cp -r {out / 'router'} WEIGHTS/router, then python -m training.calibrate_judge "
+        "--data DATA --weights WEIGHTS (or let python -m training.ship do every step)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

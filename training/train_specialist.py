@@ -37,10 +37,19 @@ from specialists.checkpoint import (
     with_prefix,
     write_json,
 )
+from specialists.cli import HelpFormatter, catalogue
 from specialists.lab import join_lab, split_lab
 from specialists.metrics import colourfulness, psnr
 from specialists.output import predict_ab, to_ab
-from training.data import ColourPhotos, find_images, scan_images
+from training.data import (
+    PLAIN_VAL_PERCENT,
+    ColourPhotos,
+    find_images,
+    has_splits,
+    images_under,
+    list_domains,
+    scan_images,
+)
 from training.losses import gan_loss, halves, matched_features
 from training.monitor import MetricsLog, plot_losses, save_sample_grid
 from training.optim_state import optimizer_from_tensors, optimizer_to_tensors
@@ -219,12 +228,38 @@ def resolve_device(requested: str, local_rank: int) -> torch.device:
     return torch.device(requested)
 
 
+LAYOUTS = (
+    "expected DIR/<domain>/*.jpg, DIR/train/<domain>/ + DIR/val/<domain>/, "
+    "or a plain folder of photos"
+)
+
+
+def domain_folder(data: str | Path, domain: str | None) -> str | None:
+    """The subfolder ``find_images`` should read for ``domain``: the domain itself when the
+    data has such a folder, None (every photo) for a plain folder of one domain's photos."""
+    if domain is None:
+        return None
+    root = Path(data)
+    if not root.is_dir():
+        raise UsageError(f"{root}: no such data folder")
+    found = list_domains(root)
+    if domain in found:
+        return domain
+    if has_splits(root) or any(images_under(root / name) for name in found):
+        raise UsageError(
+            f"{root}: no {domain!r} domain folder (it has {', '.join(found) or 'none'}); " + LAYOUTS
+        )
+    print(f"{root}: no domain folders; training the {domain!r} specialist on all its photos")
+    return None
+
+
 def load_data(config: TrainConfig) -> tuple[ColourPhotos, ColourPhotos, dict]:
-    train_paths = find_images(config.data, "train", config.domain)
-    val_paths = find_images(config.data, "val", config.domain)
+    folder = domain_folder(config.data, config.domain)
+    train_paths = find_images(config.data, "train", folder)
+    val_paths = find_images(config.data, "val", folder)
     if not train_paths:
         where = f"{config.data} (domain {config.domain})" if config.domain else config.data
-        raise UsageError(f"{where}: no training images found")
+        raise UsageError(f"{where}: no training images found; {LAYOUTS}")
     train_scan = scan_images(train_paths, progress=config.progress)
     val_scan = scan_images(val_paths, progress=config.progress)
     if len(train_scan.usable) < config.batch_size:
@@ -234,6 +269,8 @@ def load_data(config: TrainConfig) -> tuple[ColourPhotos, ColourPhotos, dict]:
         )
     print(f"train: {train_scan.summary()}", flush=True)
     print(f"val: {val_scan.summary()}", flush=True)
+    if not val_scan.usable:
+        print(f"warning: {no_validation(config.data, len(train_paths))}", flush=True)
     info = {
         "root": str(config.data),
         "domain": config.domain,
@@ -245,6 +282,19 @@ def load_data(config: TrainConfig) -> tuple[ColourPhotos, ColourPhotos, dict]:
     train = ColourPhotos(train_scan.usable, config.size, train=True, seed=config.seed)
     val = ColourPhotos(val_scan.usable[: config.num_val], config.size, train=False)
     return train, val, info
+
+
+def no_validation(data: str | Path, photos: int) -> str:
+    """Why a run has no validation photos, and what to do about it."""
+    if has_splits(data):
+        how = "put some photos in its val/<domain>/ folder"
+    else:
+        how = (
+            f"a fixed {PLAIN_VAL_PERCENT}% of a folder's photos, chosen by file name, is held "
+            f"out and none of these {photos} was; add photos, or put some in "
+            "DIR/val/<domain>/ (and the rest in DIR/train/<domain>/)"
+        )
+    return f"{data}: no validation photos, so no validation metrics or samples ({how})"
 
 
 def fixed_samples(dataset: ColourPhotos, count: int) -> torch.Tensor:
@@ -536,20 +586,64 @@ def _key_value(text: str) -> tuple[str, object]:
         return key, value
 
 
+DESCRIPTION = """\
+Train (or resume) one domain's colorization specialist: a generator that predicts a photo's
+colours (Lab a, b) from its lightness L, trained with L1 x --l1-weight plus a conditional
+PatchGAN discriminator (pix2pix) after --warmup-steps L1-only steps.
+
+Data (--data): DIR/<domain>/*.jpg (a fixed 5% of each folder, chosen by file name, is held
+out for validation), DIR/train/<domain>/ + DIR/val/<domain>/ (like colorize-v1), or a plain
+folder of photos (then --domain names the specialist trained on all of them).
+Running the same command on the same --out resumes from its checkpoint.
+
+examples:
+  python -m training.train_specialist --data photos/ --domain portrait --out runs/portrait
+  python -m training.train_specialist --data ../shared/data/colorize-v1 --domain portrait \\
+      --out runs/portrait --size 128 --steps 3000 --warmup-steps 1200
+then: python -m training.export RUN --out WEIGHTS/specialists/DOMAIN.safetensors --half
+(python -m training.ship does every step, for a folder of domain folders)"""
+
+
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
     defaults = TrainConfig(data="", out="")
     parser = argparse.ArgumentParser(
         prog="python -m training.train_specialist",
-        description="Train (or resume) one domain's colorization specialist.",
+        description=DESCRIPTION,
+        formatter_class=HelpFormatter,
+        epilog=catalogue(specialists.GENERATORS, "generators (--arch)")
+        + "\n\n"
+        + catalogue(discriminators.DISCRIMINATORS, "discriminators (--disc)"),
     )
-    parser.add_argument("--data", required=True, help="data folder (train/<domain>/..., or plain)")
-    parser.add_argument("--out", required=True, help="run folder (resumes if it has a checkpoint)")
-    parser.add_argument("--domain", help="domain subfolder to train on (default: all photos)")
-    parser.add_argument("--size", type=int, default=defaults.size, help="crop size in pixels")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--steps", type=int, help="total optimizer steps (overrides --epochs)")
-    parser.add_argument("--epochs", type=float, default=defaults.epochs)
-    parser.add_argument("--arch", default=defaults.arch, choices=specialists.list_models())
+    parser.add_argument(
+        "--data", required=True, help="photo folder: DIR/<domain>/, DIR/train/<domain>/, or plain"
+    )
+    parser.add_argument(
+        "--out", required=True, help="run folder (a rerun on it resumes from its checkpoint)"
+    )
+    parser.add_argument(
+        "--domain",
+        help="the domain to train: its folder's name, or the name to give a plain folder's "
+        "photos (default: every photo under --data, named after the exported file)",
+    )
+    parser.add_argument(
+        "--size", type=int, default=defaults.size, help="training crop size in pixels"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=defaults.batch_size, help="photos per optimizer step"
+    )
+    parser.add_argument(
+        "--steps", type=int, help="total optimizer steps (overrides --epochs; default: from it)"
+    )
+    parser.add_argument(
+        "--epochs", type=float, default=defaults.epochs, help="passes over the training photos"
+    )
+    parser.add_argument(
+        "--arch",
+        default=defaults.arch,
+        choices=specialists.list_models(),
+        metavar="ARCH",
+        help="generator architecture, one of those listed below",
+    )
     parser.add_argument(
         "--arch-arg",
         dest="arch_args",
@@ -557,7 +651,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         type=_key_value,
         default=[],
         metavar="KEY=VALUE",
-        help="generator setting, e.g. ngf=32 or num_downs=6 (repeatable; values are JSON)",
+        help="generator setting, e.g. ngf=32 (base width) or num_downs=6 (halvings); "
+        "repeatable; values are JSON",
     )
     parser.add_argument(
         "--no-pretrained",
@@ -565,7 +660,13 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         action="store_false",
         help="random-init encoder instead of ImageNet weights",
     )
-    parser.add_argument("--disc", default=defaults.disc, choices=discriminators.list_models())
+    parser.add_argument(
+        "--disc",
+        default=defaults.disc,
+        choices=discriminators.list_models(),
+        metavar="DISC",
+        help="discriminator architecture, one of those listed below",
+    )
     parser.add_argument(
         "--disc-arg",
         dest="disc_args",
@@ -573,19 +674,36 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         type=_key_value,
         default=[],
         metavar="KEY=VALUE",
-        help="discriminator setting, e.g. ndf=32 or n_layers=4 (repeatable; values are JSON)",
+        help="discriminator setting, e.g. ndf=32 (base width) or n_layers=4 (depth); "
+        "repeatable; values are JSON",
     )
-    parser.add_argument("--spectral-norm", action="store_true")
-    parser.add_argument("--lr", type=float, default=defaults.lr)
-    parser.add_argument("--beta1", type=float, default=defaults.beta1)
+    parser.add_argument(
+        "--spectral-norm",
+        action="store_true",
+        help="spectral normalisation in the discriminator (steadier GAN training)",
+    )
+    parser.add_argument("--lr", type=float, default=defaults.lr, help="Adam learning rate")
+    parser.add_argument(
+        "--beta1", type=float, default=defaults.beta1, help="Adam's first-moment decay"
+    )
     parser.add_argument(
         "--lr-decay-from",
         type=float,
         default=defaults.lr_decay_from,
-        help="fraction of the run after which lr decays linearly to 0",
+        help="fraction of the run after which the learning rate decays linearly to 0",
     )
-    parser.add_argument("--l1-weight", type=float, default=defaults.l1_weight)
-    parser.add_argument("--gan-weight", type=float, default=defaults.gan_weight)
+    parser.add_argument(
+        "--l1-weight",
+        type=float,
+        default=defaults.l1_weight,
+        help="weight of the L1 distance to the true colours",
+    )
+    parser.add_argument(
+        "--gan-weight",
+        type=float,
+        default=defaults.gan_weight,
+        help="weight of the adversarial loss",
+    )
     parser.add_argument(
         "--feature-matching",
         type=float,
@@ -593,7 +711,12 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         metavar="WEIGHT",
         help="pix2pixHD feature-matching L1 on the discriminator's activations (0: off)",
     )
-    parser.add_argument("--gan-mode", default=defaults.gan_mode, choices=["vanilla", "lsgan"])
+    parser.add_argument(
+        "--gan-mode",
+        default=defaults.gan_mode,
+        choices=["vanilla", "lsgan"],
+        help="adversarial loss: vanilla (cross-entropy, pix2pix) or lsgan (least squares)",
+    )
     parser.add_argument(
         "--warmup-steps",
         type=int,
@@ -607,23 +730,39 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         help="keep a pretrained encoder frozen for this many steps",
     )
     parser.add_argument("--device", default=defaults.device, help="cpu, cuda or cuda:N")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument(
+        "--seed", type=int, default=defaults.seed, help="seed of the crops, order and init"
+    )
     parser.add_argument(
         "--workers", type=int, default=defaults.workers, help="data loader processes"
     )
     parser.add_argument(
-        "--threads", type=int, default=defaults.threads, help="torch CPU threads (0: default)"
+        "--threads", type=int, default=defaults.threads, help="torch CPU threads (0: all cores)"
     )
-    parser.add_argument("--log-every", type=int, default=defaults.log_every)
-    parser.add_argument("--eval-every", type=int, default=defaults.eval_every)
-    parser.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every)
+    parser.add_argument(
+        "--log-every", type=int, default=defaults.log_every, help="steps between metrics.csv rows"
+    )
+    parser.add_argument(
+        "--eval-every",
+        type=int,
+        default=defaults.eval_every,
+        help="steps between validations and sample grids",
+    )
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=defaults.checkpoint_every,
+        help="steps between checkpoints",
+    )
     parser.add_argument(
         "--num-val", type=int, default=defaults.num_val, help="validation photos per evaluation"
     )
     parser.add_argument(
         "--stop-at", type=int, help="stop (with a checkpoint) at this step; resume later"
     )
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    parser.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress bar"
+    )
     args = parser.parse_args(argv)
     args.arch_args = dict(args.arch_args)
     args.disc_args = dict(args.disc_args)
@@ -631,15 +770,31 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     return TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
 
 
+def next_step(config: TrainConfig, result: dict) -> str:
+    """What to run after this command: resume it, or export the run."""
+    step, total = result.get("step"), result.get("total_steps")
+    if step is not None and total is not None and step < total:
+        return f"stopped at step {step} of {total}: run the same command to continue"
+    domain = result.get("domain") or "DOMAIN"
+    return (
+        f"next: python -m training.export {config.out} --out "
+        f"WEIGHTS/specialists/{domain}.safetensors --half\n"
+        "(or python -m training.ship, which trains, exports and fits every domain of a "
+        "folder of domain folders: README, Add your own domain)"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
     try:
-        train(config)
+        result = train(config)
     except (UsageError, CheckpointError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    if result:
+        print(next_step(config, result))
     return 0
 
 

@@ -1,0 +1,72 @@
+"""--help of the training and evaluation commands: defaults shown, every option explained,
+the architectures' names said in words, no reStructuredText backticks."""
+
+import re
+
+import pytest
+
+from router.evaluate import parse_args as evaluate_args
+from training.ship import parse_args as ship_args
+from training.train_router import parse_args as router_args
+from training.train_specialist import parse_args as specialist_args
+
+COMMANDS = {
+    "train_specialist": specialist_args,
+    "train_router": router_args,
+    "router.evaluate": evaluate_args,
+    "ship": ship_args,
+}
+
+
+def _help(parse, capsys) -> str:
+    with pytest.raises(SystemExit) as exit_:
+        parse(["--help"])
+    assert exit_.value.code == 0
+    return capsys.readouterr().out
+
+
+def _options(text: str) -> dict[str, str]:
+    """Each option of the help's options section -> its explanation."""
+    section = text.split("\noptions:\n", 1)[1].split("\n\n", 1)[0]
+    entries = re.split(r"\n(?=  -)", section)
+    found = {}
+    for entry in entries:
+        first, *rest = entry.strip().split("\n")
+        invocation, _, explanation = first.partition("  ")
+        words = [explanation, *(line.strip() for line in rest)]
+        found[invocation] = " ".join(words).strip()
+    return found
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_option_is_explained_with_its_default(name, capsys):
+    text = _help(COMMANDS[name], capsys)
+    assert "`" not in text
+    options = _options(text)
+    unexplained = [option for option, words in options.items() if not words]
+    assert not unexplained
+    assert "examples:" in text
+    if name != "router.evaluate":
+        assert "--data DATA" in options
+    for option, default in {
+        "train_specialist": {"--size SIZE": "128", "--lr LR": "0.0002", "--warmup-steps": "0"},
+        "train_router": {"--epochs EPOCHS": "6", "--views VIEWS": "3", "--k K": "10"},
+        "router.evaluate": {"--batch-size BATCH_SIZE": "32", "--device DEVICE": "cpu"},
+        "ship": {"--runs RUNS": "runs", "--per-domain PER_DOMAIN": "200"},
+    }[name].items():
+        words = next(w for o, w in options.items() if o.startswith(option))
+        assert f"(default: {default})" in words, (option, words)
+
+
+def test_the_architectures_are_named_and_explained(capsys):
+    text = _help(specialist_args, capsys)
+    for name, words in {
+        "beta": "encoder-decoder, no skips",
+        "gamma": "beta fused with",
+        "unet_rgb": "predicting sRGB",
+        "unet_effnet_lite0": "the default",
+        "patchgan": "PatchGAN",
+    }.items():
+        line = next(line for line in text.splitlines() if line.startswith(f"  {name} "))
+        assert words in line, line
+    assert "effnet_lite0_router" in _help(router_args, capsys)
