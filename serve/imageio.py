@@ -34,9 +34,6 @@ _SUFFIX_FORMATS = {
     ".gif": {"GIF"}, ".bmp": {"BMP"}, ".ppm": {"PPM"}, ".pgm": {"PPM"}, ".pbm": {"PPM"},
     ".tga": {"TGA"}, ".jp2": {"JPEG2000"}, ".j2k": {"JPEG2000"},
 }  # fmt: skip
-# Mean max-min channel spread (0..255) on a 64x64 thumbnail, as training.data.is_colour
-# decides which photos can teach colour: below it, an RGB file is a grey photo.
-COLOUR_SPREAD = 2.0
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
 SAVE_FORMATS = {"png": "PNG", "jpg": "JPEG"}
 
@@ -83,16 +80,11 @@ def check_dimensions(
     return None
 
 
-def _is_colour(rgb: np.ndarray) -> bool:
-    thumb = Image.fromarray(_to_uint8(rgb)).resize((64, 64), Image.Resampling.BILINEAR)
-    small = np.asarray(thumb, dtype=np.int16)
-    return float((small.max(axis=2) - small.min(axis=2)).mean()) >= COLOUR_SPREAD
+def _colour_kind(rgb: np.ndarray) -> str:
+    """Grey, toned or colour: ``specialists.tone``'s rule, the one training uses too."""
+    from specialists.tone import colour_kind  # imports torch: not before a photo is decoded
 
-
-def _to_uint8(pixels: np.ndarray) -> np.ndarray:
-    if pixels.dtype == np.uint8:
-        return pixels
-    return (pixels.astype(np.uint32) * 255 // 65535).astype(np.uint8)
+    return colour_kind(rgb)
 
 
 def _sixteen_bit(image: Image.Image) -> np.ndarray:
@@ -151,9 +143,13 @@ def from_pil(image: Image.Image) -> Photo:
             pixels[..., 0], pixels[..., 2]
         ):
             pixels = pixels[..., 0]
-        elif _is_colour(pixels):
-            notes.append("already in colour: recoloured from its luminance")
-            return Photo(np.ascontiguousarray(pixels), alpha, True, notes)
+        else:
+            kind = _colour_kind(pixels)
+            if kind == "toned":  # sepia or a tint: a black-and-white photo, coloured from its L
+                notes.append("toned photo: treated as black-and-white")
+            elif kind == "colour":
+                notes.append("already in colour: recoloured from its luminance")
+                return Photo(np.ascontiguousarray(pixels), alpha, True, notes)
     return Photo(np.ascontiguousarray(pixels), alpha, False, notes)
 
 

@@ -9,7 +9,8 @@ chroma gain, the judge's calibration) are fitted on the ``holdout`` split, never
 the split layout it is the same fixed ~5% of ``train`` (chosen by a hash of the file name);
 in the plain layout it is the held-out 5% itself.
 
-Grayscale and unreadable files cannot teach colour: they are skipped and counted.
+Grayscale, toned (sepia, tinted) and unreadable files cannot teach colour: they are skipped
+and counted.
 """
 
 import hashlib
@@ -22,6 +23,8 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 from tqdm import tqdm
+
+from specialists.tone import COLOUR, colour_kind
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 SPLITS = ("train", "val", "test")
@@ -93,11 +96,10 @@ def load_rgb(path: Path) -> Image.Image:
             return image.convert("RGB")
 
 
-def is_colour(image: Image.Image, threshold: float = 2.0) -> bool:
-    """True when the mean channel spread (0..255) says the photo has real colour."""
-    small = np.asarray(image.resize((64, 64)), dtype=np.int16)
-    spread = small.max(axis=2) - small.min(axis=2)
-    return float(spread.mean()) >= threshold
+def is_colour(image: Image.Image) -> bool:
+    """True when the photo has real colour: not grey, not a toned (sepia, tinted) black and
+    white photo (``specialists.tone``, the rule serving uses too)."""
+    return colour_kind(np.asarray(image.convert("RGB"))) == COLOUR
 
 
 @dataclass
@@ -108,7 +110,7 @@ class ScanResult:
 
     def summary(self) -> str:
         return (
-            f"{len(self.usable)} colour photos, skipped {len(self.grayscale)} grayscale "
+            f"{len(self.usable)} colour photos, skipped {len(self.grayscale)} grayscale or toned "
             f"and {len(self.unreadable)} unreadable"
         )
 
