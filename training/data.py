@@ -5,9 +5,10 @@ Two layouts are understood:
 - any plain folder of images (searched recursively); a fixed 5% is held out for validation.
 
 Settings chosen after training (the router's calibration and threshold, the specialists'
-chroma gain, the judge's calibration) are fitted on the ``holdout`` split, never on val: in
-the split layout it is the same fixed ~5% of ``train`` (chosen by a hash of the file name);
-in the plain layout it is the held-out 5% itself.
+chroma gain, the judge's calibration) are fitted on the ``holdout`` split, never on val: a
+``DIR/holdout/<domain>/*`` folder where the data has one (``colorize-v2``); otherwise, in the
+split layout, the same fixed ~5% of ``train`` (chosen by a hash of the file name), and in the
+plain layout the held-out 5% itself.
 
 Grayscale, toned (sepia, tinted) and unreadable files cannot teach colour: they are skipped
 and counted.
@@ -56,6 +57,11 @@ def list_domains(root: str | Path) -> list[str]:
     return sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+def has_holdout_folder(root: str | Path) -> bool:
+    """Whether the data brings its own ``holdout/`` split (else it is carved out of train)."""
+    return (Path(root) / HOLDOUT).is_dir()
+
+
 def is_held_out(path: Path) -> bool:
     """Whether a photo belongs to the fixed held-out ~5%, decided by its file name alone."""
     digest = hashlib.sha1(path.name.encode()).digest()
@@ -68,6 +74,9 @@ def find_images(root: str | Path, split: str = "train", domain: str | None = Non
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such data folder")
+    if has_splits(root) and split == HOLDOUT and has_holdout_folder(root):
+        folder = root / HOLDOUT if domain is None else root / HOLDOUT / domain
+        return images_under(folder) if folder.is_dir() else []
     if has_splits(root) and split == HOLDOUT:
         return [p for p in find_images(root, "train", domain) if is_held_out(p)]
     if has_splits(root):

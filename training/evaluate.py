@@ -20,16 +20,22 @@ is then a choice among those candidate colourings, so the systems differ only in
 
 The chosen ab goes back on the photo's full-resolution L (``serve.transfer.rejoin``), as
 users get it. Metrics: PSNR (RGB, dB), SSIM, Hasler-Suesstrunk colourfulness, the truth's,
-their gap (signed, predicted minus true, and relative to the truth's in %), and the top-1
-agreement of an ImageNet MobileNetV2 between the coloured photo and the original (null, with
-a note, when its offline weights are not installed). Averages are over photos; ``overall``
+their gap (signed, predicted minus true, and relative to the truth's in %), the hue entropy
+and brown/orange share of visible chroma (and the truth's), the top-1 agreement of an
+ImageNet MobileNetV2 between the coloured photo and the original, and the Frechet distance
+between the MobileNetV2 features of the coloured photos and of the originals (both null,
+with a note, when its offline weights are not installed; see ``training.realism``). Every
+figure is also split by source tag (the file name's prefix) within each domain. Averages are over photos; ``overall``
 pools every photo (domains weigh by their photo counts).
 
 JSON keys: ``data``, ``split``, ``weights``, ``size``, ``threshold``, ``domains`` (evaluated,
 router order), ``specialists``, ``general``, ``photos`` (count scored),
 ``photos_per_domain``, ``systems`` (system -> domain or ``overall`` -> ``photos``,
 ``psnr``, ``ssim``, ``colourfulness``, ``colourfulness_true``, ``colourfulness_gap``,
-``colourfulness_gap_pct``, ``agreement``), ``cross_domain`` (``specialists`` x ``domains``
+``colourfulness_gap_pct``, ``hue_entropy``, ``brown_share`` (each also ``_true``),
+``frechet``, ``agreement``), ``sources`` (``domain/tag`` -> ``grayscale``, ``general_only``,
+``fallback`` -> the same summary), ``people_to_portrait`` ({photos, to_portrait}),
+``cross_domain`` (``specialists`` x ``domains``
 matrices ``psnr``, ``colourfulness_gap``, ``colourfulness_gap_pct``), ``routing``
 (``accuracy``, ``per_domain``, ``confusion`` {labels, matrix: rows true, columns routed},
 ``fallback_fraction``), ``below_threshold`` (``photos``, ``threshold``, ``argmax``,
@@ -44,6 +50,7 @@ Exit codes: 0 done (unreadable files are reported, not fatal), 1 nothing could b
 """
 
 import argparse
+import json
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -68,16 +75,25 @@ from specialists.backbones import create_backbone, offline_weights_available
 from specialists.checkpoint import write_json
 from specialists.output import predict_ab
 from training.quality import image_metrics, markdown_table, save_comparison_grid
+from training.realism import chroma_stats, classify, frechet_distance, source_tag
 
 GREY = "grayscale"  # the candidate with a = b = 0
 CLASSIFIER = "mobilenetv2_100"
 METRICS = ("psnr", "ssim", "colourfulness", "colourfulness_true")
+CHROMA = ("hue_entropy", "brown_share")  # also measured on the truth (``<name>_true``)
+TRUTH = "truth"  # the features of the original photo
 GRID_CELL = 160  # px: each grid image is letterboxed into a square of this side
 EXIT_OK, EXIT_NOTHING, EXIT_USAGE = 0, 1, 2
-# the issue's targets
-MIN_GAIN_OVER_GREY_DB = 3.0
-PORTRAIT_MIN_PSNR = 27.6
-MAX_COLOURFULNESS_GAP_PCT = 15.0
+# the targets (colorize-v2): PSNR gain over grayscale by domain, and the realism bounds
+MIN_GAIN_OVER_GREY_DB = {"portrait": 2.0, "landscape": 1.5, "general": 0.5, "overall": 2.0}
+MIN_SOURCE_PHOTOS = 50  # every source tag with this many photos must beat grayscale
+MAX_FRECHET_VS_GREY = 0.6
+MAX_COLOURFULNESS_GAP_PCT = 10.0
+MAX_BROWN_SHARE_GAP = 0.15
+PEOPLE_SOURCES = ("s40", "ccp")  # people in scenes, not face crops: they belong to portrait
+MIN_PEOPLE_TO_PORTRAIT = 0.95
+MIN_ROUTING_ACCURACY = 0.97
+SOURCE_SYSTEMS = ("grayscale", "general_only", "fallback")
 
 
 class UsageError(Exception):
@@ -104,6 +120,11 @@ class Scored:
     served: str  # the candidate the served Colorizer uses
     judge_pick: str  # the judge's most realistic candidate
     metrics: dict[str, dict[str, float | None]]  # candidate -> metric -> value
+    features: dict[str, np.ndarray] = field(default_factory=dict)  # candidate/truth -> pooled
+
+    @property
+    def source(self) -> str:
+        return source_tag(self.path)
 
 
 @dataclass
@@ -195,11 +216,14 @@ def classifier_input(rgb: torch.Tensor, model: nn.Module) -> torch.Tensor:
     return (crop - mean) / std
 
 
-def agreement(model: nn.Module, truth: torch.Tensor, preds: torch.Tensor) -> list[float]:
-    """1.0 for each prediction whose top-1 ImageNet class is the original's, else 0.0."""
+def agreement(
+    model: nn.Module, truth: torch.Tensor, preds: torch.Tensor
+) -> tuple[list[float], np.ndarray]:
+    """(1.0 for each prediction whose top-1 ImageNet class is the original's, else 0.0;
+    the pooled features of the original and each prediction, for the Frechet distance)."""
     images = torch.cat([truth[:1], preds]).to(next(model.parameters()).device)
-    top1 = model(classifier_input(images, model)).argmax(dim=1)
-    return (top1[1:] == top1[0]).float().tolist()
+    top1, features = classify(model, classifier_input(images, model))
+    return (top1[1:] == top1[0]).float().tolist(), features.float().cpu().numpy()
 
 
 # --- colouring and scoring --------------------------------------------------------------
@@ -238,21 +262,28 @@ def measure(
 ) -> tuple[dict[str, dict[str, float | None]], dict[str, np.ndarray], torch.Tensor]:
     """Each candidate ab on the photo's full-resolution L, measured against the original.
 
-    Returns (candidate -> metric -> value, candidate -> RGB uint8, the truth as floats).
+    Returns (candidate -> metric -> value, candidate -> RGB uint8, the truth as floats,
+    candidate and ``truth`` -> classifier features; empty without a classifier).
     """
     rgbs = {key: rejoin(photo.pixels, ab, device) for key, ab in abs_.items()}
     truth = truth_rgb(photo)
     preds = torch.stack([as_tensor(rgb) for rgb in rgbs.values()])
     values = image_metrics(preds, truth.expand(len(preds), -1, -1, -1))
-    agree = agreement(classifier, truth, preds) if classifier is not None else None
+    agree, features = None, {}
+    if classifier is not None:
+        agree, pooled = agreement(classifier, truth, preds)
+        features = {TRUTH: pooled[0], **{key: pooled[k + 1] for k, key in enumerate(rgbs)}}
+    true_chroma = chroma_stats(truth[0])
     metrics = {
         key: {
             **{m: float(values[m][k]) for m in METRICS},
+            **chroma_stats(preds[k]),
+            **{f"{m}_true": v for m, v in true_chroma.items()},
             "agreement": None if agree is None else agree[k],
         }
         for k, key in enumerate(rgbs)
     }
-    return metrics, rgbs, truth
+    return metrics, rgbs, truth, features
 
 
 @torch.inference_mode()
@@ -279,7 +310,7 @@ def score_group(
     for i, (item, photo, decision) in enumerate(zip(items, photos, decisions)):
         served, judge_pick, fell_back = served_choice(colorizer, decision, realism[i])
         abs_ = {GREY: grey, **{name: ab[i] for name, ab in zip(names, candidates)}}
-        metrics, rgbs, truth = measure(photo, abs_, classifier, colorizer.device)
+        metrics, rgbs, truth, features = measure(photo, abs_, classifier, colorizer.device)
         run.scored.append(
             Scored(
                 relative_name(item.path, root),
@@ -290,6 +321,7 @@ def score_group(
                 served,
                 judge_pick,
                 metrics,
+                features,
             )
         )
         if item.path in sample:
@@ -357,14 +389,42 @@ def system_choices(general: str, specialists: Sequence[str]) -> dict[str, Choose
     return choices
 
 
+def _mean(values: Sequence[float | None]) -> float | None:
+    """Mean of the values that exist (a grey photo has no hue entropy), None if none do."""
+    present = [v for v in values if v is not None]
+    return float(np.mean(present)) if present else None
+
+
+def frechet(photos: Sequence[Scored], choose: Chooser) -> float | None:
+    """Frechet distance of the chosen colourings' classifier features to the originals'."""
+    if not photos or not all(p.features for p in photos):
+        return None
+    real = np.stack([p.features[TRUTH] for p in photos])
+    return frechet_distance(real, np.stack([p.features[choose(p)] for p in photos]))
+
+
+SUMMARY_KEYS = (
+    *METRICS,
+    *CHROMA,
+    *(f"{m}_true" for m in CHROMA),
+    "colourfulness_gap",
+    "colourfulness_gap_pct",
+    "frechet",
+    "agreement",
+)
+
+
 def summarise(photos: Sequence[Scored], choose: Chooser) -> dict[str, float | int | None]:
     """Mean metrics of the candidates ``choose`` picks; gap = mean predicted - mean true."""
     if not photos:
-        return {"photos": 0, **dict.fromkeys((*METRICS, "colourfulness_gap", "agreement"))}
+        return {"photos": 0, **dict.fromkeys(SUMMARY_KEYS)}
     picked = [p.metrics[choose(p)] for p in photos]
     means: dict[str, float | int | None] = {"photos": len(photos)}
     for name in METRICS:
         means[name] = float(np.mean([m[name] for m in picked]))
+    for name in (*CHROMA, *(f"{m}_true" for m in CHROMA)):
+        means[name] = _mean([m.get(name) for m in picked])
+    means["frechet"] = frechet(photos, choose)
     gap = means["colourfulness"] - means["colourfulness_true"]  # type: ignore[operator]
     true = means["colourfulness_true"]
     means["colourfulness_gap"] = gap
@@ -386,6 +446,24 @@ def system_table(
         }
         for name, choose in choices.items()
     }
+
+
+def source_table(scored: Sequence[Scored], choices: dict[str, Chooser]) -> dict[str, dict]:
+    """``domain/source`` -> system -> summary, so a domain's mean cannot hide a source."""
+    groups: dict[str, list[Scored]] = defaultdict(list)
+    for p in scored:
+        groups[f"{p.domain}/{p.source}"].append(p)
+    return {
+        key: {name: summarise(group, choices[name]) for name in SOURCE_SYSTEMS}
+        for key, group in sorted(groups.items())
+    }
+
+
+def people_to_portrait(scored: Sequence[Scored]) -> dict[str, float | int | None]:
+    """How many photos of people in scenes (not face crops) the router sends to portrait."""
+    people = [p for p in scored if p.domain == "portrait" and p.source in PEOPLE_SOURCES]
+    share = float(np.mean([p.routed == "portrait" for p in people])) if people else None
+    return {"photos": len(people), "to_portrait": share}
 
 
 def cross_domain(systems: dict, specialists: Sequence[str], domains: Sequence[str]) -> dict:
@@ -445,47 +523,84 @@ def _versus(a: dict, b: dict, key: str, domains: Sequence[str]) -> dict[str, dic
     return {d: {"routed": a[d][key], "general_only": b[d][key]} for d in domains}
 
 
-def check_targets(systems: dict, below: dict, domains: Sequence[str]) -> list[dict]:
-    """The issue's targets, each met / missed / not applicable, with the numbers."""
+def _lower(a: float | None, b: float | None) -> bool | None:
+    return None if a is None or b is None else a < b
+
+
+def check_targets(
+    report: dict, domains: Sequence[str], reference: dict | None = None
+) -> list[dict]:
+    """The targets, each met / missed / not applicable, with the numbers.
+
+    ``reference`` is an earlier report on the same photos (the weights to beat)."""
+    systems = report["systems"]
     routed, general, grey = systems["fallback"], systems["general_only"], systems["grayscale"]
+    below = report["below_threshold"]
+    gains = {d: routed[d]["psnr"] - grey[d]["psnr"] for d in (*domains, "overall") if d in routed}
+    wanted = {d: MIN_GAIN_OVER_GREY_DB.get(d, 0.0) for d in gains}
+    sources = {
+        key: row["fallback"]["psnr"] - row["grayscale"]["psnr"]
+        for key, row in report["sources"].items()
+        if row["fallback"]["photos"] >= MIN_SOURCE_PHOTOS
+    }
+    fd, fd_grey = routed["overall"]["frechet"], grey["overall"]["frechet"]
+    fd_reference = None
+    if reference is not None:
+        fd_reference = reference["systems"]["fallback"]["overall"].get("frechet")
+    gaps = {d: routed[d]["colourfulness_gap_pct"] for d in domains}
+    brown, brown_true = routed["overall"]["brown_share"], routed["overall"]["brown_share_true"]
+    people, accuracy = report["people_to_portrait"], report["routing"]["accuracy"]
     psnr = _versus(routed, general, "psnr", domains)
-    gap = _versus(routed, general, "colourfulness_gap", domains)
-    gain = routed["overall"]["psnr"] - grey["overall"]["psnr"]
-    portrait = routed.get("portrait")
-    overall_pct = routed["overall"]["colourfulness_gap_pct"]
+    frechet_ = _versus(routed, general, "frechet", domains)
     limit = MAX_COLOURFULNESS_GAP_PCT
     return [
         _target(
-            "routed beats general-only on PSNR in every domain",
-            all(v["routed"] > v["general_only"] for v in psnr.values()),
-            psnr,
+            "routed PSNR >= grayscale + "
+            + ", ".join(f"{g:g} dB ({d})" for d, g in MIN_GAIN_OVER_GREY_DB.items()),
+            all(gains[d] >= wanted[d] for d in gains),
+            {f"{d}_gain_db": v for d, v in gains.items()},
         ),
         _target(
-            "routed beats general-only on colourfulness gap (nearer 0) in every domain",
-            all(abs(v["routed"]) < abs(v["general_only"]) for v in gap.values()),
-            gap,
+            f"routed never below grayscale (PSNR) for a source with >= {MIN_SOURCE_PHOTOS} photos",
+            all(v >= 0 for v in sources.values()) if sources else None,
+            {f"{k}_gain_db": v for k, v in sources.items()},
         ),
         _target(
-            f"routed overall PSNR >= grayscale + {MIN_GAIN_OVER_GREY_DB:g} dB",
-            gain >= MIN_GAIN_OVER_GREY_DB,
-            {
-                "routed": routed["overall"]["psnr"],
-                "grayscale": grey["overall"]["psnr"],
-                "gain_db": gain,
-            },
+            f"Frechet distance overall <= {MAX_FRECHET_VS_GREY:g} x grayscale's",
+            None if fd is None or fd_grey is None else fd <= MAX_FRECHET_VS_GREY * fd_grey,
+            {"routed": fd, "grayscale": fd_grey},
         ),
         _target(
-            f"portraits > {PORTRAIT_MIN_PSNR} dB, colourfulness within {limit:g}% of the truth's",
+            "Frechet distance overall lower than the reference weights'",
+            _lower(fd, fd_reference),
+            {"routed": fd, "reference": fd_reference},
+        ),
+        _target(
+            f"colourfulness within {limit:g}% of the truth's in every domain",
+            all(_within(v, limit) for v in gaps.values()),
+            {f"{d}_gap_pct": v for d, v in gaps.items()},
+        ),
+        _target(
+            f"brown/orange share within {MAX_BROWN_SHARE_GAP:g} of the truth's overall",
             None
-            if portrait is None
-            else portrait["psnr"] > PORTRAIT_MIN_PSNR
-            and _within(portrait["colourfulness_gap_pct"], limit),
-            {k: portrait[k] for k in ("psnr", "colourfulness_gap_pct")} if portrait else {},
+            if brown is None or brown_true is None
+            else abs(brown - brown_true) <= MAX_BROWN_SHARE_GAP,
+            {"routed": brown, "truth": brown_true},
         ),
         _target(
-            f"overall colourfulness within {limit:g}% of the truth's",
-            _within(overall_pct, limit),
-            {"colourfulness_gap_pct": overall_pct},
+            f">= {MIN_PEOPLE_TO_PORTRAIT:.0%} of people photos ({', '.join(PEOPLE_SOURCES)}) "
+            f"routed to portrait; routing accuracy >= {MIN_ROUTING_ACCURACY:.0%}",
+            None
+            if accuracy is None
+            else accuracy >= MIN_ROUTING_ACCURACY
+            and (people["to_portrait"] is None or people["to_portrait"] >= MIN_PEOPLE_TO_PORTRAIT),
+            {"people_to_portrait": people["to_portrait"], "routing_accuracy": accuracy},
+        ),
+        _target(
+            "routed beats general-only on PSNR and Frechet distance in every domain",
+            all(v["routed"] > v["general_only"] for v in psnr.values())
+            and all(_lower(v["routed"], v["general_only"]) is not False for v in frechet_.values()),
+            {"psnr": psnr, "frechet": frechet_},
         ),
         _target(
             "fallback at least as good as argmax (PSNR) on the photos below the threshold",
@@ -499,7 +614,9 @@ def check_targets(systems: dict, below: dict, domains: Sequence[str]) -> list[di
     ]
 
 
-def build_report(run: Run, colorizer: Colorizer, general: str, root: Path) -> dict:
+def build_report(
+    run: Run, colorizer: Colorizer, general: str, root: Path, reference: dict | None = None
+) -> dict:
     """The whole report as JSON-ready data (see the module docstring for its keys)."""
     scored = run.scored
     present = {p.domain for p in scored}
@@ -508,7 +625,7 @@ def build_report(run: Run, colorizer: Colorizer, general: str, root: Path) -> di
     choices = system_choices(general, specialists)
     systems = system_table(scored, domains, choices)
     below = below_threshold(scored, colorizer.threshold, choices)
-    return {
+    report = {
         "data": str(root),
         "size": colorizer.size,
         "threshold": colorizer.threshold,
@@ -521,7 +638,8 @@ def build_report(run: Run, colorizer: Colorizer, general: str, root: Path) -> di
         "cross_domain": cross_domain(systems, specialists, domains),
         "routing": routing(scored, domains, colorizer.router.domains),
         "below_threshold": below,
-        "targets": check_targets(systems, below, domains),
+        "sources": source_table(scored, choices),
+        "people_to_portrait": people_to_portrait(scored),
         "per_photo": [
             {
                 "path": p.path,
@@ -537,6 +655,8 @@ def build_report(run: Run, colorizer: Colorizer, general: str, root: Path) -> di
         ],
         "unreadable": run.unreadable,
     }
+    report["targets"] = check_targets(report, domains, reference)
+    return report
 
 
 # --- output -----------------------------------------------------------------------------
@@ -551,7 +671,21 @@ SYSTEM_COLUMNS = {
     "colourfulness_true": "truth's",
     "colourfulness_gap": "gap",
     "colourfulness_gap_pct": "gap %",
+    "hue_entropy": "hue entropy",
+    "hue_entropy_true": "truth's",
+    "brown_share": "brown share",
+    "brown_share_true": "truth's",
+    "frechet": "Frechet (MobileNetV2)",
     "agreement": "top-1 agreement",
+}
+SOURCE_COLUMNS = {
+    "source": "domain/source",
+    "photos": "photos",
+    **{f"{s}_psnr": f"PSNR {s}" for s in SOURCE_SYSTEMS},
+    "colourfulness": "colourfulness routed",
+    "colourfulness_true": "truth's",
+    "brown_share": "brown share routed",
+    "brown_share_true": "truth's",
 }
 
 
@@ -591,7 +725,15 @@ def to_markdown(report: dict) -> str:
     lines += ["## Cross-domain (each specialist on each true domain)", ""]
     lines += [_matrix_md("PSNR (dB)", cross, "psnr"), ""]
     lines += [_matrix_md("Colourfulness gap (predicted - true)", cross, "colourfulness_gap"), ""]
+    lines += ["## By source (a domain's mean cannot hide a source)", ""]
+    lines += [_sources_md(report["sources"]), ""]
     lines += _routing_md(report["routing"], report["below_threshold"])
+    people = report["people_to_portrait"]
+    lines += [
+        f"People in scenes ({', '.join(PEOPLE_SOURCES)}): {people['photos']} photos, "
+        f"{_fmt(people['to_portrait'])} routed to portrait.",
+        "",
+    ]
     lines += ["## Targets", ""]
     target_rows = [
         {
@@ -611,6 +753,21 @@ def to_markdown(report: dict) -> str:
     if notes:
         lines += ["## Notes", "", *(f"- {n}" for n in notes), ""]
     return "\n".join(lines)
+
+
+def _sources_md(sources: dict) -> str:
+    rows = []
+    for key, row in sources.items():
+        routed = row["fallback"]
+        rows.append(
+            {
+                "source": key,
+                "photos": str(routed["photos"]),
+                **{f"{s}_psnr": _fmt(row[s]["psnr"]) for s in SOURCE_SYSTEMS},
+                **{k: _fmt(routed[k]) for k in list(SOURCE_COLUMNS)[5:]},
+            }
+        )
+    return markdown_table(rows, SOURCE_COLUMNS)
 
 
 def _values(value: object) -> str:
@@ -701,6 +858,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--size", type=int, default=None, help="model input size (short side, px)")
     p.add_argument("--threshold", type=float, default=None, help="override the router's")
     p.add_argument("--general", default="general", help="the specialist of general-only")
+    p.add_argument(
+        "--reference",
+        type=Path,
+        default=None,
+        help="an earlier evaluation.json on the same photos: the weights to beat",
+    )
     p.add_argument("--limit", type=int, default=None, help="at most N photos per domain")
     p.add_argument("--grid-photos", type=int, default=3, help="grid rows per domain")
     p.add_argument("--batch-size", type=int, default=8)
@@ -775,6 +938,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         classifier, note = load_classifier(colorizer.device)
     if note:
         print(f"note: {note}", file=sys.stderr)
+    try:
+        reference = json.loads(args.reference.read_text()) if args.reference else None
+    except (OSError, json.JSONDecodeError) as exc:
+        print(f"error: --reference {args.reference}: cannot read it ({exc})", file=sys.stderr)
+        return EXIT_USAGE
     sample = grid_sample(items, args.grid_photos)
     run = colour_all(colorizer, items, args.data, classifier, args.batch_size, sample)
     for bad in run.unreadable:
@@ -782,7 +950,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not run.scored:
         print("error: no photo could be read, nothing to evaluate", file=sys.stderr)
         return EXIT_NOTHING
-    report = build_report(run, colorizer, args.general, args.data)
+    report = build_report(run, colorizer, args.general, args.data, reference)
     weights = args.weights if args.weights is not None else default_weights_dir()
     report.update(
         split=split,

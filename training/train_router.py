@@ -15,6 +15,7 @@
 import argparse
 import csv
 import math
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -36,7 +37,7 @@ from specialists.checkpoint import (
     write_json,
 )
 from specialists.cli import HelpFormatter, catalogue, plain
-from training.data import PLAIN_VAL_PERCENT, has_splits, is_held_out
+from training.data import HOLDOUT, PLAIN_VAL_PERCENT, has_holdout_folder, has_splits, is_held_out
 from training.optim_state import optimizer_from_tensors, optimizer_to_tensors
 from training.router_data import Labelled, domains_of, gather, trunk_outputs
 from training.router_export import Outputs, calibrate, measure, write_reports
@@ -211,6 +212,11 @@ def _check_data(cfg: RouterTrainConfig) -> tuple[Path, list[str], Labelled, Labe
     if len(domains) < 2:
         raise UsageError(f"{root}: need at least two domain folders, found {domains}")
     train = gather(root, "train", domains, cfg.max_per_domain)
+    if cfg.calibrate_on == HOLDOUT and has_holdout_folder(root):
+        # the data's own holdout split rides along with train (same views and cache) and is
+        # masked out of training by _calibration_rows
+        holdout = gather(root, HOLDOUT, domains)
+        train = Labelled(train.paths + holdout.paths, train.labels + holdout.labels)
     val = gather(root, "val", domains)
     for split, data in (("train", train), ("val", val)):
         counts = np.bincount(np.asarray(data.labels, dtype=np.int64), minlength=len(domains))
@@ -233,7 +239,12 @@ def _calibration_rows(
     """Mask of the training photos kept out of training to calibrate on (none with val)."""
     if cfg.calibrate_on == "val":
         return torch.zeros(len(train_set.paths), dtype=torch.bool)
-    held = torch.tensor([is_held_out(p) for p in train_set.paths], dtype=torch.bool)
+    if has_holdout_folder(root):
+        folder = Path(os.path.abspath(root / HOLDOUT))
+        held_out = [folder in Path(os.path.abspath(p)).parents for p in train_set.paths]
+    else:
+        held_out = [is_held_out(p) for p in train_set.paths]
+    held = torch.tensor(held_out, dtype=torch.bool)
     labels = torch.tensor(train_set.labels)
     missing = [d for i, d in enumerate(domains) if not bool(held[labels == i].any())]
     if missing or held.all():
@@ -466,7 +477,7 @@ def train(cfg: RouterTrainConfig) -> dict:
             "calibration_photos": len(fit_out.labels),
             "calibrated_on": cfg.calibrate_on,
             "val_photos": len(val_out.labels),
-            "note": "trained on colorize-v1 photos: research-only terms apply (see its README)",
+            "note": f"trained on {root.name} photos: research-only terms apply (see its README)",
         },
         "training": asdict(cfg) | {"epochs_done": len(history.rows), "history": history.rows},
         "metrics": {k: v for k, v in metrics.items() if k != "reliability"},

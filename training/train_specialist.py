@@ -82,6 +82,7 @@ class TrainConfig:
     arch: str = "unet_effnet_lite0"
     arch_args: dict = field(default_factory=dict)
     pretrained: bool = True
+    init_from: str | None = None
     disc: str = "patchgan"
     disc_args: dict = field(default_factory=dict)
     spectral_norm: bool = False
@@ -353,7 +354,10 @@ def write_samples(
 
 
 def build_models(config: TrainConfig) -> tuple[nn.Module, nn.Module]:
-    """Fresh generator (ImageNet encoder where it has one) and discriminator."""
+    """Fresh generator (ImageNet encoder where it has one) and discriminator, or, with
+    ``init_from``, both rebuilt from a trained specialist to fine-tune (architecture included)."""
+    if config.init_from:
+        return warm_start(config)
     kwargs = dict(config.arch_args)
     if specialists.GENERATORS.accepts(config.arch, "pretrained"):
         kwargs["pretrained"] = config.pretrained
@@ -361,6 +365,26 @@ def build_models(config: TrainConfig) -> tuple[nn.Module, nn.Module]:
     discriminator = discriminators.create_model(
         config.disc, **{"spectral_norm": config.spectral_norm, **config.disc_args}
     )
+    return generator, discriminator
+
+
+def warm_start(config: TrainConfig) -> tuple[nn.Module, nn.Module]:
+    """Generator and discriminator of an exported specialist or a training checkpoint; the
+    run takes their architecture (a fine-tune keeps the shape it starts from)."""
+    try:
+        tensors, saved = load_checkpoint(config.init_from)
+        generator = build_from_checkpoint(tensors, saved, "generator", specialists.create_model)
+        discriminator = build_from_checkpoint(
+            tensors, saved, "discriminator", discriminators.create_model
+        )
+    except (CheckpointError, RuntimeError, KeyError, TypeError) as exc:
+        raise UsageError(f"--init-from {config.init_from}: cannot start from it ({exc})") from exc
+    g_spec, d_spec = generator.spec, discriminator.spec
+    config.arch, config.disc = g_spec["name"], d_spec["name"]
+    config.arch_args = {k: v for k, v in g_spec["kwargs"].items() if k != "pretrained"}
+    d_args = dict(d_spec["kwargs"])
+    config.spectral_norm = bool(d_args.pop("spectral_norm", config.spectral_norm))
+    config.disc_args = d_args
     return generator, discriminator
 
 
@@ -659,6 +683,12 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         dest="pretrained",
         action="store_false",
         help="random-init encoder instead of ImageNet weights",
+    )
+    parser.add_argument(
+        "--init-from",
+        metavar="SPECIALIST",
+        help="fine-tune: start from this exported specialist or checkpoint (its architecture, "
+        "generator and discriminator weights; fresh optimizer, step 0)",
     )
     parser.add_argument(
         "--disc",
