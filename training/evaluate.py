@@ -25,8 +25,8 @@ and brown/orange share of visible chroma (and the truth's), the top-1 agreement 
 ImageNet MobileNetV2 between the coloured photo and the original, and the Frechet distance
 between the MobileNetV2 features of the coloured photos and of the originals (both null,
 with a note, when its offline weights are not installed; see ``training.realism``). Every
-figure is also split by source tag (the file name's prefix) within each domain. Averages are over photos; ``overall``
-pools every photo (domains weigh by their photo counts).
+figure is also split by source tag (the file name's prefix) within each domain. Averages
+are over photos; ``overall`` pools every photo (domains weigh by their photo counts).
 
 JSON keys: ``data``, ``split``, ``weights``, ``size``, ``threshold``, ``domains`` (evaluated,
 router order), ``specialists``, ``general``, ``photos`` (count scored),
