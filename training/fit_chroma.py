@@ -6,10 +6,13 @@ An L1-trained colorizer hedges towards grey where it is unsure, so its photos co
 than the truth (a portrait specialist at ~84% of the truth's colourfulness). Multiplying its
 ab by one gain per specialist restores saturation at a cost in PSNR (every wrong hue gets
 stronger too), so the gain is the smallest that brings the mean colourfulness to ``--target``
-(default 90%) of the truth's. It is fitted on the ``holdout`` split (see ``training.data``),
-never on val, and stored in the specialist's own config (``serve.chroma_gain``), which
-:func:`specialists.load_generator` applies. Run it before ``training.calibrate_judge``:
-changing a specialist changes its hash.
+(default 90%) of the truth's, but never one that costs more than ``--max-psnr-cost`` (default
+0.5 dB) of mean PSNR against the best gain tried: vivid where the model knows, not a
+saturated guess where it does not (on photos unlike its training photos a high gain made
+colour further from the truth than the gray photo). It is fitted on the ``holdout`` split
+(see ``training.data``), never on val, and stored in the specialist's own config
+(``serve.chroma_gain``), which :func:`specialists.load_generator` applies. Run it before
+``training.calibrate_judge``: changing a specialist changes its hash.
 """
 
 import argparse
@@ -29,7 +32,8 @@ from specialists.output import to_ab
 from training.data import HOLDOUT, ColourPhotos, evenly_spaced, find_images, scan_images
 
 GAINS = tuple(round(1.0 + 0.025 * i, 3) for i in range(25))  # 1.0 .. 1.6
-TARGET = 0.9  # of the truth's colourfulness: inside issue 6's 15% band, with a margin
+TARGET = 0.9  # of the truth's colourfulness: inside a 10% band, with a margin
+MAX_PSNR_COST_DB = 0.5  # the most mean held-out PSNR a gain may cost against the best gain
 
 
 def measure_gains(
@@ -66,13 +70,19 @@ def measure_gains(
     }
 
 
-def choose_gain(measured: dict, target: float = TARGET) -> float:
+def choose_gain(
+    measured: dict, target: float = TARGET, max_psnr_cost: float = MAX_PSNR_COST_DB
+) -> float:
     """The smallest gain whose mean colourfulness reaches ``target`` x the truth's (else the
-    largest gain tried)."""
+    largest gain tried), capped at the largest gain within ``max_psnr_cost`` dB of the best
+    gain's PSNR."""
     wanted = target * measured["truth_colourfulness"]
     rows = sorted(measured["gains"].items(), key=lambda row: float(row[0]))
     reaching = [float(g) for g, row in rows if row["colourfulness"] >= wanted]
-    return reaching[0] if reaching else float(rows[-1][0])
+    vivid = reaching[0] if reaching else float(rows[-1][0])
+    best = max(row["psnr"] for _, row in rows)
+    affordable = [float(g) for g, row in rows if row["psnr"] >= best - max_psnr_cost]
+    return min(vivid, max(affordable))
 
 
 def fit(
@@ -83,6 +93,7 @@ def fit(
     split: str = HOLDOUT,
     target: float = TARGET,
     progress: bool = True,
+    max_psnr_cost: float = MAX_PSNR_COST_DB,
 ) -> dict[str, dict]:
     """Fit and store the gain of every ``weights/specialists/<domain>.safetensors``."""
     files = sorted((weights / "specialists").glob("*.safetensors"))
@@ -104,7 +115,7 @@ def fit(
         stride = int(getattr(generator, "stride", 1))
         px = max(stride, round(px / stride) * stride)
         measured = measure_gains(generator, found.usable, px, progress=progress)
-        gain = choose_gain(measured, target)
+        gain = choose_gain(measured, target, max_psnr_cost)
         config["serve"] = dict(config.get("serve", {})) | {
             "chroma_gain": gain,
             "chroma_fit": {
@@ -112,6 +123,7 @@ def fit(
                 "photos": measured["photos"],
                 "size": px,
                 "target": target,
+                "max_psnr_cost_db": max_psnr_cost,
                 "truth_colourfulness": measured["truth_colourfulness"],
                 "by_gain": measured["gains"],
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -132,6 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--target", type=float, default=TARGET, help="wanted fraction of the truth's colourfulness"
     )
+    parser.add_argument(
+        "--max-psnr-cost",
+        type=float,
+        default=MAX_PSNR_COST_DB,
+        help="most held-out PSNR (dB) a gain may cost against the best gain",
+    )
     parser.add_argument("--no-progress", dest="progress", action="store_false")
     args = parser.parse_args(argv)
     try:
@@ -143,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             split=args.split,
             target=args.target,
             progress=args.progress,
+            max_psnr_cost=args.max_psnr_cost,
         )
     except (CheckpointError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
