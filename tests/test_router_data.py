@@ -88,3 +88,14 @@ def test_unreadable_photo_gives_flag_not_crash(tmp_path):
 def test_generated_photos_are_colour(domain):
     rgb = _photo(domain, np.random.default_rng(1), (40, 40)).astype(int)
     assert (rgb.max(axis=2) - rgb.min(axis=2)).mean() > 5
+
+
+def test_a_holdout_folder_is_the_holdout_split(tmp_path):
+    from training.data import find_images
+
+    for split in ("train", "holdout", "val"):
+        folder = tmp_path / split / "warm"
+        folder.mkdir(parents=True)
+        Image.new("RGB", (8, 8), (200, 80, 20)).save(folder / f"{split}_a.png")
+    assert [p.name for p in find_images(tmp_path, "holdout", "warm")] == ["holdout_a.png"]
+    assert [p.name for p in find_images(tmp_path, "train", "warm")] == ["train_a.png"]

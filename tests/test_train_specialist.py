@@ -1,4 +1,5 @@
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -192,3 +193,24 @@ def test_a_missing_domain_folder_names_the_layouts(photo_folder, tmp_path, capsy
         err = capsys.readouterr().err
         assert "no 'portrait' domain folder (it has cool, warm)" in err
         assert "expected DIR/<domain>/*.jpg, DIR/train/<domain>/ + DIR/val/<domain>/" in err
+
+
+def test_init_from_fine_tunes_a_trained_specialist(photo_folder, tmp_path):
+    first = tmp_path / "first"
+    train(_config(photo_folder, first, steps=4, warmup_steps=4, lr=2e-3))
+    # a different architecture on the command line: the run takes the one it starts from
+    tuned = tmp_path / "tuned"
+    start = str(first / "checkpoint.safetensors")
+    train(_config(photo_folder, tuned, steps=1, lr=0.0, arch_args={"ngf": 4}, init_from=start))
+    a = load_file(first / "checkpoint.safetensors")
+    b = load_file(tuned / "checkpoint.safetensors")
+    weights = [k for k in a if k.startswith("generator.") and "running_" not in k]
+    weights = [k for k in weights if "num_batches" not in k]  # batch-norm statistics move
+    assert weights and all(torch.equal(a[k], b[k]) for k in weights)  # lr 0: unchanged
+    assert json.loads((tuned / "checkpoint.json").read_text())["step"] == 1  # from step 0
+
+
+def test_init_from_a_missing_file_is_a_usage_error(photo_folder, tmp_path):
+    config = _config(photo_folder, tmp_path / "run", steps=1, init_from=str(tmp_path / "no.st"))
+    with pytest.raises(UsageError, match="--init-from"):
+        train(config)
