@@ -33,7 +33,7 @@ from .metrics import (
 from .preprocess import IMAGE_ERRORS, fit_square, is_image_file, load_l_norm
 from .router import Router, load_router
 
-SPLITS = ("train", "val", "test")
+SPLITS = ("train", "holdout", "val", "test")
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "router"
 DEFAULT_PNG = Path("router_confusion.png")
 

@@ -236,3 +236,10 @@ def test_usage_errors_exit_2_with_one_message(data, weights, capsys, make_args, 
     assert evaluate.main(make_args(data, weights)) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def test_a_limit_spreads_over_every_source():
+    items = [evaluate.Item(Path(f"{tag}_{i}.jpg"), "portrait") for tag in "abc" for i in range(10)]
+    chosen, skipped = evaluate.select(items, ["portrait"], 6)
+    assert {item.path.name[0] for item in chosen} == {"a", "b", "c"} and not skipped
+    assert len(chosen) == 6

@@ -18,6 +18,7 @@ import hashlib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -27,8 +28,9 @@ from tqdm import tqdm
 
 from specialists.tone import COLOUR, colour_kind
 
+T = TypeVar("T")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
-SPLITS = ("train", "val", "test")
+SPLITS = ("train", "holdout", "val", "test")
 HOLDOUT = "holdout"
 PLAIN_VAL_PERCENT = 5
 
@@ -88,7 +90,7 @@ def find_images(root: str | Path, split: str = "train", domain: str | None = Non
     return [p for p in images_under(folder) if is_held_out(p) == (split != "train")]
 
 
-def evenly_spaced(paths: list[Path], count: int) -> list[Path]:
+def evenly_spaced(paths: list[T], count: int) -> list[T]:
     """At most ``count`` paths spread over the sorted list (not just the first ones)."""
     if len(paths) <= count:
         return paths

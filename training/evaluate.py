@@ -65,8 +65,8 @@ from torch import nn
 from tqdm import tqdm
 
 import serve  # noqa: F401  (first: its OpenMP settings must precede heavy torch work)
+from router.evaluate import SPLITS, collect, relative_name
 from router.evaluate import UsageError as CollectError
-from router.evaluate import collect, relative_name
 from serve.colorizer import Colorizer, Decision
 from serve.imageio import ImageReadError, Photo, read_image
 from serve.transfer import model_input, model_shape, rejoin
@@ -74,6 +74,7 @@ from serve.weights import WeightsError, default_weights_dir
 from specialists.backbones import create_backbone, offline_weights_available
 from specialists.checkpoint import write_json
 from specialists.output import predict_ab
+from training.data import evenly_spaced
 from training.quality import image_metrics, markdown_table, save_comparison_grid
 from training.realism import chroma_stats, classify, frechet_distance, source_tag
 
@@ -159,14 +160,17 @@ def find_items(root: Path, split: str | None) -> tuple[list[Item], str | None]:
 def select(
     items: Sequence[Item], domains: Sequence[str], limit: int | None
 ) -> tuple[list[Item], list[str]]:
-    """The items in the router's domains (at most ``limit`` each) and the folders skipped."""
+    """The items in the router's domains (at most ``limit`` each, evenly spread over the sorted
+    names, so every source tag keeps its share) and the folders skipped."""
     kept: dict[str, list[Item]] = defaultdict(list)
     skipped = []
     for item in items:
         if item.domain not in domains:
             skipped.append(str(item.path))
-        elif limit is None or len(kept[item.domain]) < limit:
+        else:
             kept[item.domain].append(item)
+    if limit is not None:
+        kept = defaultdict(list, {d: evenly_spaced(found, limit) for d, found in kept.items()})
     return [item for domain in domains for item in kept[domain]], skipped
 
 
@@ -851,9 +855,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=None, help="folder for evaluation.{json,md} + grid")
     p.add_argument(
         "--split",
-        choices=("train", "val", "test"),
+        choices=SPLITS,
         default=None,
-        help="split to evaluate (default: val when present)",
+        help="split to evaluate (default: val when present; choose settings on holdout)",
     )
     p.add_argument("--size", type=int, default=None, help="model input size (short side, px)")
     p.add_argument("--threshold", type=float, default=None, help="override the router's")
