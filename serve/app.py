@@ -9,6 +9,7 @@ re-runs this script without re-uploading or reloading anything. All decisions li
 ``serve.app_logic``; this file only lays them out.
 """
 
+import functools
 import sys
 from pathlib import Path
 
@@ -23,13 +24,15 @@ import streamlit as st  # noqa: E402
 import torch  # noqa: E402
 
 from serve import app_logic as logic  # noqa: E402
-from serve.app_compare import comparison_html, frame_height  # noqa: E402
+from serve.app_compare import comparison_html, frame_height, full_size_html  # noqa: E402
 from serve.colorizer import JUDGE, Colorizer  # noqa: E402
+from serve.transfer import MAX_STRENGTH  # noqa: E402
 from serve.weights import ENV_VAR, WeightsError, default_weights_dir  # noqa: E402
 
 AUTOMATIC = "Automatic (router decides)"
 SIZES = (64, 96, 128, 160, 192, 256, 320, 384, 512)
 SLIDER_WIDTH, SLIDER_MAX_HEIGHT = 560, 480  # the image column on a laptop screen
+FULL_SIZE_HEIGHT = 640  # of the full-size view's frame, in the large dialog
 
 
 @st.cache_resource(show_spinner="Loading the models…", max_entries=4)
@@ -102,43 +105,31 @@ def sidebar_controls(base: Colorizer) -> dict:
         help="A colour upload is shown desaturated, recolourized and next to its true "
         "colours, with PSNR and colourfulness.",
     )
-    max_mb = st.number_input(
-        "Largest upload (MB)",
-        1.0,
-        200.0,
-        logic.DEFAULT_MAX_MB,
-        step=1.0,
-        format="%g",
-        key="max_mb",
-        help="Bigger files are refused with a message on their card.",
-    )
     data_root = st.text_input(
         "Training photos folder",
         value=logic.default_data_root(base),
         key="data_root",
-        help=f"Where the router's training photos are (${logic.DATA_ENV}), to show the "
-        "nearest ones as thumbnails; without it they are listed by name.",
+        help=f"Where the router's training photos are (${logic.DATA_ENV}): the nearest ones "
+        "are then shown under each photo to explain its domain. Empty: not shown.",
     )
     return {
         "domain": domain,
         "threshold": float(threshold),
         "size": int(size),
         "demo": bool(demo),
-        "max_bytes": int(max_mb * 1e6),
         "data_root": data_root.strip(),
     }
 
 
-def show_images(card: logic.Card, demo: bool) -> None:
-    result = card.result
-    coloured = logic.preview(result.image)
-    if demo and card.demo is not None:
+def show_images(card: logic.Card, view: logic.View, demo: bool) -> None:
+    coloured = view.image
+    if demo and view.demo is not None:
         pictures = [
-            (card.demo.desaturated, "Desaturated (what the model saw)"),
+            (view.demo.desaturated, "Desaturated (what the model saw)"),
             (coloured, "Recolourized"),
-            (card.demo.truth, "True colours"),
+            (view.demo.truth, "True colours"),
         ]
-        before, after, labels = card.demo.truth, coloured, ("True colours", "Recolourized")
+        before, after, labels = view.demo.truth, coloured, ("True colours", "Recolourized")
     else:
         original = logic.preview(card.original)
         pictures = [(original, "Original"), (coloured, "Colourized")]
@@ -152,8 +143,18 @@ def show_images(card: logic.Card, demo: bool) -> None:
         show_frame(comparison_html(before, after, height, *labels), height + 8)
 
 
-def show_demo_metrics(card: logic.Card) -> None:
-    demo = card.demo
+@st.dialog("Full size", width="large")
+def show_full_size(card: logic.Card, strength: float) -> None:
+    """The colourized photo at its own resolution, to pan around a big scan."""
+    width, height = card.result.image.size
+    st.caption(
+        f"{logic.md_escape(card.name)}: {width}×{height} px. Click the photo to switch "
+        "between fitting the window and 100 %; at 100 % scroll or drag to look around."
+    )
+    show_frame(full_size_html(card.image(strength)), FULL_SIZE_HEIGHT + 8)
+
+
+def show_demo_metrics(demo: logic.Demo) -> None:
     left, right = st.columns(2)
     left.metric(
         "PSNR vs true colours",
@@ -172,28 +173,24 @@ def show_demo_metrics(card: logic.Card) -> None:
 
 
 def show_neighbours(card: logic.Card, data_root: str) -> None:
-    if not card.neighbours:
+    """The nearest training photos, large enough to see, when their folder is here; else
+    nothing (a list of file names explains no route)."""
+    shown = [
+        (n, thumb)
+        for n, path in logic.shown_neighbours(card.neighbours, data_root)
+        if (thumb := neighbour_thumbnail(str(path))) is not None
+    ]
+    if not shown:
         return
-    with st.expander(f"Why this domain: the {len(card.neighbours)} nearest training photos"):
-        files = [logic.neighbour_file(n, data_root) for n in card.neighbours]
-        thumbs = [neighbour_thumbnail(str(f)) if f else None for f in files]
-        if any(t is not None for t in thumbs):
-            shown = [(t, n) for t, n in zip(thumbs, card.neighbours) if t is not None]
-            for column, (thumb, n) in zip(st.columns(len(shown)), shown):
-                column.image(thumb, caption=f"{n.domain} · {n.distance:.2f}", width="stretch")
-        else:
-            st.caption(
-                "Thumbnails appear when the training photos folder (sidebar) holds these files."
-            )
-        st.table(
-            [
-                {"photo": n.path, "domain": n.domain, "distance": round(n.distance, 3)}
-                for n in card.neighbours
-            ]
-        )
+    with st.expander(f"Why this domain: the {len(shown)} nearest training photos"):
+        for column, (n, thumb) in zip(st.columns(logic.NEIGHBOURS_SHOWN), shown):
+            column.image(thumb, width="stretch")
+            column.caption(f"{n.domain}, distance {n.distance:.2f}")
 
 
-def show_details(card: logic.Card, colorizer: Colorizer, settings: dict, key: str) -> None:
+def show_details(
+    card: logic.Card, view: logic.View, colorizer: Colorizer, settings: dict, key: str
+) -> None:
     result = card.result
     st.markdown(f"Domain: **{result.domain}**")
     st.markdown(logic.route_summary(result, colorizer.threshold))
@@ -207,35 +204,52 @@ def show_details(card: logic.Card, colorizer: Colorizer, settings: dict, key: st
                 for d, s in logic.ranked(result.scores)
             ]
         )
-    if settings["demo"] and card.demo is not None:
-        show_demo_metrics(card)
+    if settings["demo"] and view.demo is not None:
+        show_demo_metrics(view.demo)
     width, height = result.image.size
     notes = [*result.notes, f"{card.seconds:.1f} s at {result.model_size[0]}×"
              f"{result.model_size[1]} px"]  # fmt: skip
     st.caption(" · ".join(logic.md_escape(n) for n in notes))
+    strength = settings["strength"]
     st.download_button(
         f"Download PNG ({width}×{height})",
-        data=card.png,
+        data=functools.partial(card.png, strength),
         file_name=card.download_name,
         mime="image/png",
         key=f"png-{key}",
         on_click="ignore",
         icon=":material/download:",
     )
-    show_neighbours(card, settings["data_root"])
+    if st.button("Full size", key=f"full-{key}", icon=":material/zoom_in:"):
+        show_full_size(card, strength)
 
 
-def show_card(card: logic.Card, colorizer: Colorizer, settings: dict, key: str) -> None:
+def show_card(card: logic.Card, colorizer: Colorizer, settings: dict, key: str) -> float:
+    """One upload's card; returns the colour strength chosen on it (1 for a failed one)."""
     with st.container(border=True):
         st.subheader(logic.md_escape(card.name), anchor=False)
         if not card.ok:
             st.error(f"{logic.md_escape(card.name)}: {logic.md_escape(card.error or '')}")
-            return
+            return 1.0
         pictures, details = st.columns([3, 2], gap="medium")
-        with pictures:
-            show_images(card, settings["demo"])
+        images = pictures.container()
+        strength = pictures.slider(
+            "Colour strength",
+            0.0,
+            MAX_STRENGTH,
+            value=1.0,
+            step=0.05,
+            key=f"strength-{key}",
+            help="0: the black-and-white photo; 1: the model's colours; above 1: more vivid. "
+            "Instant: the models do not run again, and the download follows it.",
+        )
+        view = card.view(strength)
+        with images:
+            show_images(card, view, settings["demo"])
         with details:
-            show_details(card, colorizer, settings, key)
+            show_details(card, view, colorizer, settings | {"strength": strength}, key)
+        show_neighbours(card, settings["data_root"])
+    return strength
 
 
 def main() -> None:
@@ -258,6 +272,7 @@ def main() -> None:
         for warning in base.warnings:
             st.warning(warning)
     colorizer = logic.with_settings(base, settings["size"], settings["threshold"])
+    max_bytes = int(st.get_option("server.maxUploadSize")) * logic.MB  # what the box says
     uploads = st.file_uploader(
         "Photos (JPEG, PNG, WebP, TIFF, BMP)",
         type=list(logic.UPLOAD_TYPES),
@@ -271,12 +286,12 @@ def main() -> None:
     cache: logic.ResultCache = st.session_state["results"]
     summary = st.container()
     progress = None
-    cards = []
+    cards, strengths = [], []
     for i, upload in enumerate(uploads):
         data = upload.getvalue()
         key = logic.upload_key(
             data, upload.name, folder, device, settings["size"], settings["threshold"],
-            settings["domain"], settings["max_bytes"],
+            settings["domain"],
         )  # fmt: skip
         card = cache.get(key)
         if card is None:
@@ -284,25 +299,22 @@ def main() -> None:
                 progress = summary.progress(0.0)
             progress.progress(i / len(uploads), text=f"Colourizing {i + 1} of {len(uploads)}…")
             card = logic.colourize_upload(
-                colorizer, upload.name, data, settings["domain"], settings["max_bytes"]
+                colorizer, upload.name, data, settings["domain"], max_bytes
             )
             cache.put(key, card)
+            # one line per colouring in the server's log: what was computed, and when
+            print(f"colorizer-app: {logic.log_line(card)}", file=sys.stderr, flush=True)
         cards.append(card)
-        show_card(card, colorizer, settings, f"{i}-{key[0][:12]}")
+        strengths.append(show_card(card, colorizer, settings, f"{i}-{key[0][:12]}"))
     if progress is not None:
         progress.empty()
-    done = sum(card.ok for card in cards)
     with summary:
         left, right = st.columns([3, 1], vertical_alignment="center")
-        failed = len(cards) - done
-        left.markdown(
-            f"**{done}** of {len(cards)} photos colourized"
-            + (f", **{failed}** could not be read." if failed else ".")
-        )
-        if done:
+        left.markdown(logic.summary(cards))
+        if any(card.ok for card in cards):
             right.download_button(
                 "Download all (ZIP)",
-                data=lambda: logic.zip_bytes(cards),
+                data=lambda: logic.zip_bytes(cards, strengths),
                 file_name="colourized.zip",
                 mime="application/zip",
                 key="zip",

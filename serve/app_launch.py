@@ -1,7 +1,8 @@
 """``colorizer-app``: the same as ``streamlit run serve/app.py``, from anywhere.
 
-Extra arguments go to ``streamlit run`` (``colorizer-app --server.port 8600``). Usage
-statistics are off by default: family photos are nobody's business.
+Extra arguments go to ``streamlit run`` (``colorizer-app --server.port 8600``; a bigger
+upload limit: ``--server.maxUploadSize 100``, in MB). Usage statistics are off by default:
+family photos are nobody's business.
 """
 
 import sys
@@ -9,7 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 APP = Path(__file__).resolve().with_name("app.py")
-DEFAULTS = ("--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal")
+DEFAULTS = (
+    "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
+    "--server.maxUploadSize", "25",  # MB: .streamlit/config.toml's, the one upload limit
+)  # fmt: skip
 
 
 def streamlit_argv(args: Sequence[str]) -> list[str]:

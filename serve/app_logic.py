@@ -7,6 +7,7 @@ temporary folder, under a name we choose: the uploader's file name is only ever 
 and, sanitised, offered as a download name.
 """
 
+import dataclasses
 import hashlib
 import io
 import os
@@ -27,20 +28,27 @@ from router import Neighbour
 from specialists.lab import lab_to_rgb
 from specialists.metrics import colourfulness, psnr
 
-from .colorizer import FORCED, JUDGE, Colorizer, ColorizeResult
+from .colorizer import FORCED, JUDGE, Colorizer, ColorizeResult, render
 from .imageio import IMAGE_SUFFIXES, ImageReadError, Photo, read_image
 from .transfer import full_lightness
 
 # What the uploader offers (the issue's list); serve.imageio decides what actually opens.
 UPLOAD_TYPES = ("jpg", "jpeg", "png", "webp", "tif", "tiff", "bmp")
 DATA_ENV = "COLORIZER_DATA"  # where the router's training photos are, for thumbnails
-DEFAULT_MAX_MB = 25.0
+MB = 1024 * 1024  # Streamlit's megabyte (server.maxUploadSize), so one limit means one size
 PREVIEW_SIDE = 1024  # longest side of the copies shown on the page (downloads are full size)
 METRIC_SIDE = 1024  # demo metrics are measured on copies at most this long
+NEIGHBOURS_SHOWN = 4  # nearest training photos shown under a card, large enough to see
+THUMBNAIL_SIDE = 256
+VIEWS_KEPT = 4  # colour strengths whose page copies a card keeps
 
 
 class UploadRefused(Exception):
     """An upload we will not decode (too large, empty); ``str()`` is the reason."""
+
+    def __init__(self, reason: str, too_large: bool = False) -> None:
+        super().__init__(reason)
+        self.too_large = too_large
 
 
 @dataclass(frozen=True)
@@ -68,19 +76,63 @@ class Card:
     neighbours: list[Neighbour] = field(default_factory=list)
     demo: Demo | None = None
     seconds: float = 0.0
-    _png: bytes | None = field(default=None, repr=False)
+    too_large: bool = False  # refused for its size, before decoding
+    _png: tuple[float, bytes] | None = field(default=None, repr=False)
+    _views: OrderedDict = field(default_factory=OrderedDict, repr=False)
 
     @property
     def ok(self) -> bool:
         return self.result is not None
 
-    def png(self) -> bytes:
-        """The colourized photo at its original size, as PNG (encoded once, on demand)."""
+    def image(self, strength: float = 1.0) -> Image.Image:
+        """The colourized photo at its original size and ``strength`` (no model runs)."""
         if self.result is None:
             raise ValueError(f"{self.name}: no result to download")
-        if self._png is None:
-            self._png = png_bytes(self.result.image)
-        return self._png
+        if strength == self.result.strength:
+            return self.result.image
+        return self.result.with_strength(strength).image
+
+    def png(self, strength: float = 1.0) -> bytes:
+        """That photo as PNG (encoded on demand, kept for the last strength asked for)."""
+        if self._png is None or self._png[0] != strength:
+            self._png = (strength, png_bytes(self.image(strength)))
+        return self._png[1]
+
+    def view(self, strength: float = 1.0) -> "View":
+        """What the page shows at ``strength``: a page-size copy and, for a colour photo, its
+        scores against the true colours. Rendered from the kept colours, never the models."""
+        if self.result is None:
+            raise ValueError(f"{self.name}: nothing to show")
+        if strength not in self._views:
+            self._views[strength] = _view(self, strength)
+            while len(self._views) > VIEWS_KEPT:
+                self._views.popitem(last=False)
+        self._views.move_to_end(strength)
+        return self._views[strength]
+
+
+@dataclass(frozen=True)
+class View:
+    """A card's result as shown at one colour strength."""
+
+    image: Image.Image  # at most PREVIEW_SIDE long
+    demo: Demo | None  # scores of this rendering against the true colours (colour uploads)
+
+
+def _view(card: Card, strength: float) -> View:
+    """Render the page copy at ``strength`` on a page-size copy of the photo's lightness."""
+    result = card.result
+    if strength == result.strength or result.ab is None or card.original is None:
+        image = preview(result.image)
+    else:
+        small = preview(card.original)
+        image = render(Photo(np.asarray(small)), result.ab, strength)
+        if result.image.mode == "RGBA":
+            image.putalpha(preview(result.image).getchannel("A"))
+    demo = card.demo
+    if demo is not None and strength != result.strength:
+        demo = rescored(demo, image)
+    return View(image, demo)
 
 
 # ---------------------------------------------------------------- names and downloads
@@ -130,15 +182,18 @@ def png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def zip_bytes(cards: Sequence[Card]) -> bytes:
-    """Every successful result as one ZIP of original-size PNGs (stored: PNG is compressed)."""
-    done = [card for card in cards if card.ok]
+def zip_bytes(cards: Sequence[Card], strengths: Sequence[float] | None = None) -> bytes:
+    """Every successful result as one ZIP of original-size PNGs (stored: PNG is compressed),
+    each at its card's colour strength (default 1)."""
+    strengths = list(strengths) if strengths is not None else [1.0] * len(cards)
+    done = [(card, s) for card, s in zip(cards, strengths) if card.ok]
     if not done:
         raise ValueError("no colourized photos to put in a ZIP")
     buffer = io.BytesIO()
+    names = unique_names([card.download_name for card, _ in done])
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for card, name in zip(done, unique_names([c.download_name for c in done])):
-            archive.writestr(name, card.png())
+        for (card, strength), name in zip(done, names):
+            archive.writestr(name, card.png(strength))
     return buffer.getvalue()
 
 
@@ -155,14 +210,16 @@ def decode_upload(name: str, data: bytes, max_bytes: int) -> Photo:
 
     Raises :class:`UploadRefused` (too large, empty) or :class:`ImageReadError` naming the
     upload as the user knows it. The bytes sit for a moment in a private temporary folder
-    under a fixed name: the uploaded name is never part of a path.
+    under a fixed name: the uploaded name is never part of a path. ``max_bytes`` is the
+    server's upload limit, the one the upload box states: the browser already refuses larger
+    files, so this only meets a client that sends one anyway.
     """
     if len(data) == 0:
         raise UploadRefused("empty file")
     if len(data) > max_bytes:
         raise UploadRefused(
-            f"refused: {len(data) / 1e6:.1f} MB is over the {max_bytes / 1e6:g} MB limit "
-            "(a setting in the sidebar)"
+            f"refused: {len(data) / MB:.1f} MB is over the {max_bytes / MB:g} MB upload limit",
+            too_large=True,
         )
     suffix = "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
     suffix = suffix if suffix in IMAGE_SUFFIXES else ".img"  # only ever one of our own
@@ -242,20 +299,31 @@ def demo_comparison(photo: Photo, result: ColorizeResult, side: int = METRIC_SID
     saw); its PSNR is the baseline a colourization has to beat.
     """
     truth = _shrunk(photo_image(photo).convert("RGB"), side)
-    recoloured = _shrunk(result.image.convert("RGB"), side)
     lightness = full_lightness(np.asarray(truth))
     lab = torch.cat([lightness, torch.zeros((2, *lightness.shape[1:]))])
     grey = (lab_to_rgb(lab) * 255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
     desaturated = Image.fromarray(np.ascontiguousarray(grey))
-    pred, true, flat = (_unit_rgb(im) for im in (recoloured, truth, desaturated))
-    return Demo(
+    true, flat = _unit_rgb(truth), _unit_rgb(desaturated)
+    baseline = Demo(
         desaturated=desaturated,
         truth=truth,
-        psnr=float(psnr(pred, true)[0]),
+        psnr=float("nan"),
         psnr_grey=float(psnr(flat, true)[0]),
-        colourfulness=float(colourfulness(pred)[0]),
+        colourfulness=float("nan"),
         colourfulness_truth=float(colourfulness(true)[0]),
         measured_side=max(truth.size),
+    )
+    return rescored(baseline, result.image)
+
+
+def rescored(demo: Demo, recoloured: Image.Image) -> Demo:
+    """``demo`` with the scores of another colouring of the same photo (another strength)."""
+    pred = _shrunk(recoloured.convert("RGB"), max(demo.truth.size))
+    if pred.size != demo.truth.size:
+        pred = pred.resize(demo.truth.size, Image.Resampling.BILINEAR)
+    pred, true = _unit_rgb(pred), _unit_rgb(demo.truth)
+    return dataclasses.replace(
+        demo, psnr=float(psnr(pred, true)[0]), colourfulness=float(colourfulness(pred)[0])
     )
 
 
@@ -269,6 +337,7 @@ def colourize_upload(
         photo = decode_upload(name, data, max_bytes)
     except (UploadRefused, ImageReadError) as exc:
         card.error = exc.reason if isinstance(exc, ImageReadError) else str(exc)
+        card.too_large = getattr(exc, "too_large", False)
         return card
     card.original = photo_image(photo)
     try:
@@ -362,13 +431,46 @@ def ranked(values: dict[str, float]) -> list[tuple[str, float]]:
     return sorted(values.items(), key=lambda item: (-item[1], item[0]))
 
 
+def log_line(card: Card) -> str:
+    """What one colouring did, for the server's log (the name is the uploader's: repr'd)."""
+    if not card.ok:
+        return f"{card.name!r}: {card.error}"
+    result = card.result
+    return f"{card.name!r}: coloured by {result.domain} ({result.strategy}) in {card.seconds:.2f} s"
+
+
+def summary(cards: Sequence[Card]) -> str:
+    """The line over the results (markdown): how many were coloured, refused for their size,
+    or could not be read or coloured."""
+    done = sum(card.ok for card in cards)
+    too_large = sum(card.too_large for card in cards)
+    unread = len(cards) - done - too_large
+    parts = [f"**{done}** of {len(cards)} photos colourized"]
+    if too_large:
+        parts.append(f"**{too_large}** refused for size")
+    if unread:
+        parts.append(f"**{unread}** could not be read")
+    return ", ".join(parts) + "."
+
+
 def default_data_root(colorizer: Colorizer) -> str:
-    """``$COLORIZER_DATA``, else the data root the router's index recorded, else ''."""
+    """``$COLORIZER_DATA``, else the data root the router's index recorded, when that folder
+    exists here (after ``pip install`` it usually does not); else ''."""
     env = os.environ.get(DATA_ENV)
     if env:
         return env
     index = getattr(colorizer.router, "index", None)
-    return str(getattr(index, "data_root", "") or "")
+    recorded = str(getattr(index, "data_root", "") or "")
+    return recorded if recorded and Path(recorded).is_dir() else ""
+
+
+def shown_neighbours(
+    neighbours: Sequence[Neighbour], data_root: str | Path, count: int = NEIGHBOURS_SHOWN
+) -> list[tuple[Neighbour, Path]]:
+    """The nearest ``count`` training photos whose files are under ``data_root``: what the
+    page shows to explain a route (nothing at all without them)."""
+    found = [(n, neighbour_file(n, data_root)) for n in neighbours]
+    return [(n, path) for n, path in found if path is not None][:count]
 
 
 def neighbour_file(neighbour: Neighbour, data_root: str | Path) -> Path | None:
@@ -388,7 +490,7 @@ def neighbour_file(neighbour: Neighbour, data_root: str | Path) -> Path | None:
     return path
 
 
-def thumbnail(path: Path, side: int = 160) -> Image.Image | None:
+def thumbnail(path: Path, side: int = THUMBNAIL_SIDE) -> Image.Image | None:
     """A small copy of a training photo, or None when it cannot be read."""
     try:
         photo = read_image(path)

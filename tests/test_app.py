@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import streamlit as st
 from PIL import Image
+from streamlit import config
 from streamlit.testing.v1 import AppTest
 
 from serve import Colorizer
@@ -100,8 +101,7 @@ def test_uploads_show_route_downloads_and_a_bad_file_message(app):
     assert len(summaries) == 2 and all("confidence" in s for s in summaries)
     counts = "**2** of 3 photos colourized, **1** could not be read"
     assert any(counts in md.value for md in app.markdown)
-    expanders = [e.label for e in app.expander]
-    assert expanders == ["Why this domain: the 3 nearest training photos"] * 2
+    assert not app.expander  # no training photos here: nothing to explain the route with
 
 
 def test_fallback_scores_are_shown_when_the_router_is_unsure(app):
@@ -144,6 +144,8 @@ def test_changing_settings_reuses_models_and_results(app, monkeypatch):
     assert (len(loads), colourings) == (1, ["a.png", "b.png"])
     app.toggle(key="demo").set_value(False).run()  # display only: nothing recomputed
     app.text_input(key="data_root").set_value("/nowhere").run()
+    strength = next(s for s in app.slider if s.label == "Colour strength")
+    strength.set_value(0.5).run()  # re-rendered from the kept colours, not the models
     assert (len(loads), len(colourings)) == (1, 2)
     app.select_slider(key="size").set_value(96).run()  # new results, same models
     assert (len(loads), len(colourings)) == (1, 4)
@@ -153,14 +155,45 @@ def test_changing_settings_reuses_models_and_results(app, monkeypatch):
     assert len(downloads(app)) == 3
 
 
-def test_oversized_uploads_are_refused_per_the_setting(app):
+@pytest.fixture
+def one_mb_limit():
+    """The server's upload limit at 1 MB (what ``--server.maxUploadSize 1`` would set)."""
+    before = config.get_option("server.maxUploadSize")
+    config.set_option("server.maxUploadSize", 1)
+    yield
+    config.set_option("server.maxUploadSize", before)
+
+
+def test_one_upload_limit_and_a_refused_photo_counts_as_refused(app, one_mb_limit):
+    assert not app.number_input  # no second limit in the sidebar
     noise = np.random.default_rng(0).integers(0, 256, (700, 700, 3), dtype=np.uint8)
     big = png(Image.fromarray(noise))
-    assert len(big) > 1_000_000
-    app.number_input(key="max_mb").set_value(1.0)
-    upload(app, ("big.png", big), ("small.png", png(grey_photo(64, 64))))
-    assert len(app.error) == 1 and "over the 1 MB limit" in app.error[0].value
+    assert len(big) > logic.MB
+    broken = b"\x89PNG\r\n\x1a\n not really"
+    upload(app, ("big.png", big), ("small.png", png(grey_photo(64, 64))), ("bad.png", broken))
+    assert len(app.error) == 2 and "over the 1 MB upload limit" in app.error[0].value
     assert domains_shown(app) and downloads(app)[-1] == "Download PNG (64×64)"
+    line = "**1** of 3 photos colourized, **1** refused for size, **1** could not be read."
+    assert any(md.value == line for md in app.markdown)
+
+
+def _spread(image: Image.Image) -> int:
+    """The largest difference between an RGB pixel's channels: 0 for a grey picture."""
+    rgb = np.asarray(image.convert("RGB"), dtype=int)
+    return int((rgb.max(axis=2) - rgb.min(axis=2)).max())
+
+
+def test_colour_strength_re_renders_the_photo_and_its_download(app):
+    upload(app, ("a.png", png(grey_photo(64, 48))))
+    strength = next(s for s in app.slider if s.label == "Colour strength")
+    assert strength.value == 1.0 and strength.max == 2.0
+    card = next(iter(app.session_state["results"]._cards.values()))
+    assert _spread(card.view(1.0).image) > 0 and _spread(Image.open(io.BytesIO(card.png()))) > 0
+    strength.set_value(0.0).run()
+    assert not app.exception
+    assert _spread(card.view(0.0).image) == 0  # strength 0: the black-and-white photo
+    download = Image.open(io.BytesIO(card.png(0.0)))
+    assert download.size == (64, 48) and _spread(download) == 0
 
 
 def test_demo_mode_for_colour_photos(app):
@@ -181,10 +214,11 @@ def test_neighbour_thumbnails_when_the_training_photos_are_there(app, weights, t
         (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
         grey_photo(32, 32).save(tmp_path / relative, format="JPEG")
     upload(app, ("a.png", png(grey_photo(64, 64))))
-    assert not [image for image in app.image if any("·" in c for c in image.captions)]
+    assert not app.expander  # no folder, no thumbnails: nothing at all
     app.text_input(key="data_root").set_value(str(tmp_path)).run()
-    thumbs = [c for image in app.image for c in image.captions if "·" in c]
-    assert len(thumbs) == 3 and all(c.split(" · ")[0] in DOMAINS for c in thumbs)
+    assert [e.label for e in app.expander] == ["Why this domain: the 3 nearest training photos"]
+    thumbs = [c.value for c in app.caption if ", distance " in c.value]
+    assert len(thumbs) == 3 and all(c.split(",")[0] in DOMAINS for c in thumbs)
 
 
 def test_default_threshold_is_the_routers_calibrated_one(tmp_path, monkeypatch):

@@ -12,12 +12,12 @@ from PIL import Image
 from router import Neighbour
 from serve import FORCED, JUDGE, ROUTER, Colorizer, ColorizeResult
 from serve import app_logic as logic
-from serve.app_compare import comparison_html, frame_height
+from serve.app_compare import comparison_html, frame_height, full_size_html
 from serve.app_launch import APP, streamlit_argv
 from serve.imageio import ImageReadError
 from tests.serve_support import COLOURS, DOMAINS, colour_photo, grey_photo, make_weights
 
-MB = 1_000_000
+MB = logic.MB  # Streamlit's megabyte, as server.maxUploadSize counts it
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def test_markdown_in_names_is_shown_literally():
 
 
 def test_decode_refuses_oversized_and_empty_uploads_before_decoding():
-    with pytest.raises(logic.UploadRefused, match="over the 1 MB limit"):
+    with pytest.raises(logic.UploadRefused, match="over the 1 MB upload limit"):
         logic.decode_upload("big.png", b"\0" * (MB + 1), max_bytes=MB)
     with pytest.raises(logic.UploadRefused, match="empty"):
         logic.decode_upload("empty.png", b"", max_bytes=MB)
@@ -205,11 +205,60 @@ def test_neighbour_files_stay_inside_the_data_root(tmp_path):
     assert thumb is not None and max(thumb.size) == 16
 
 
-def test_data_root_comes_from_the_env_or_the_router(colorizer, monkeypatch):
+def test_data_root_comes_from_the_env_or_the_router_when_it_exists(
+    colorizer, monkeypatch, tmp_path
+):
     monkeypatch.delenv(logic.DATA_ENV, raising=False)
-    assert logic.default_data_root(colorizer) == colorizer.router.index.data_root
+    index = colorizer.router.index
+    monkeypatch.setattr(index, "data_root", "../shared/data/colorize-v1-not-here")
+    assert logic.default_data_root(colorizer) == ""  # after pip install: no such folder
+    monkeypatch.setattr(index, "data_root", str(tmp_path))
+    assert logic.default_data_root(colorizer) == str(tmp_path)
     monkeypatch.setenv(logic.DATA_ENV, "/photos")
     assert logic.default_data_root(colorizer) == "/photos"
+
+
+def test_a_few_neighbours_are_shown_and_only_those_on_disk(tmp_path):
+    near = [Neighbour(f"train/p/{i}.png", "portrait", i / 10) for i in range(10)]
+    assert logic.shown_neighbours(near, tmp_path) == []
+    (tmp_path / "train" / "p").mkdir(parents=True)
+    for i in (1, 2, 4, 5, 6, 8):
+        grey_photo(300, 200).save(tmp_path / "train" / "p" / f"{i}.png")
+    shown = logic.shown_neighbours(near, tmp_path)
+    assert [n.path for n, _ in shown] == [f"train/p/{i}.png" for i in (1, 2, 4, 5)]
+    assert max(logic.thumbnail(shown[0][1]).size) == logic.THUMBNAIL_SIDE  # big enough
+
+
+def test_the_summary_counts_refusals_as_refusals(colorizer):
+    cards = [
+        logic.colourize_upload(colorizer, "a.png", png(grey_photo(40, 30)), None, MB),
+        logic.colourize_upload(colorizer, "big.png", b"0" * (MB + 1), None, MB),
+        logic.colourize_upload(colorizer, "bad.png", b"junk", None, MB),
+    ]
+    assert [c.too_large for c in cards] == [False, True, False]
+    assert logic.summary(cards) == (
+        "**1** of 3 photos colourized, **1** refused for size, **1** could not be read."
+    )
+    assert logic.summary(cards[:1]) == "**1** of 1 photos colourized."
+    assert "coloured by" in logic.log_line(cards[0]) and "limit" in logic.log_line(cards[1])
+
+
+def test_strength_views_come_from_the_kept_colours(colorizer, monkeypatch):
+    photo = colour_photo(120, 80)
+    card = logic.colourize_upload(colorizer, "colour.png", png(photo), None, MB)
+    full = card.view(1.0)
+    monkeypatch.setattr(Colorizer, "colorize_batch", None)  # no model may run from here on
+    grey, strong = card.view(0.0), card.view(1.5)
+    spread = [np.ptp(np.asarray(v.image.convert("RGB"), dtype=int), axis=2).max()
+              for v in (grey, full, strong)]  # fmt: skip
+    assert spread[0] == 0 and spread[1] < spread[2]
+    assert grey.demo.psnr == pytest.approx(grey.demo.psnr_grey, abs=0.2)  # grey scores as grey
+    assert strong.demo.colourfulness > full.demo.colourfulness
+    assert card.view(0.0) is grey  # kept, not rendered again
+    assert Image.open(io.BytesIO(card.png(0.0))).size == (120, 80)
+    with zipfile.ZipFile(io.BytesIO(logic.zip_bytes([card], [0.0]))) as archive:
+        zipped = Image.open(io.BytesIO(archive.read(archive.namelist()[0]))).convert("RGB")
+    assert np.ptp(np.asarray(zipped, dtype=int), axis=2).max() == 0
 
 
 def test_comparison_slider_embeds_our_images_only():
@@ -217,7 +266,13 @@ def test_comparison_slider_embeds_our_images_only():
     html = comparison_html(before, after, 300, before_label="<b>x</b>", after_label="Colour")
     assert html.count("data:image/jpeg;base64,") == 2
     assert "&lt;b&gt;x&lt;/b&gt;" in html and "<b>x</b>" not in html
-    assert 'type="range"' in html and "height: 300px" in html
+    assert 'type="range"' in html
+    # the box has the photo's shape (80 x 60 shown 300 tall: 400 wide), so the labels on
+    # its corners are on the photo; "before" is the clipped, left-hand layer and label
+    assert "aspect-ratio: 80 / 60" in html and "width: min(100%, 400px)" in html
+    assert html.index('class="tag" style="left: 6px">&lt;b&gt;') > 0
+    assert "img.before {{".replace("{{", "{") in html
+    assert full_size_html(after).count("data:image/jpeg;base64,") == 1
     assert frame_height((800, 600), 400, 480) == 300
     assert frame_height((160, 120), 400, 480) == 300  # small photos fill the column
     assert frame_height((300, 2000), 640, 480) == 480
