@@ -72,6 +72,15 @@ def test_ship_names_what_is_missing(tmp_path, capsys):
     assert "error:" in capsys.readouterr().err
 
 
+def _colour_photo(domain, rng, size):
+    """test_router_data's picture of ``domain`` (its grey structure tells the domain), in
+    real colour: red on the left to blue on the right (one tint would be a toned photo)."""
+    grey = _photo(domain, rng, size).mean(axis=2) / 255.0
+    right = np.linspace(0.0, 1.0, grey.shape[1])[None, :]
+    rgb = np.stack([grey * (1.0 - 0.5 * right), grey * 0.75, grey * (0.5 + 0.5 * right)], axis=2)
+    return (rgb * 255).astype(np.uint8)
+
+
 def _domain_folders(root, per_domain=(14, 2)):
     """root/<domain>/*.png for sky, zebra and a new domain, document: ``per_domain`` photos
     trained on and held out (the fixed 5% hold-out, by name) in each."""
@@ -85,7 +94,7 @@ def _domain_folders(root, per_domain=(14, 2)):
             held = int(is_held_out(Path(name)))
             if counts[held] < per_domain[held]:
                 counts[held] += 1
-                Image.fromarray(_photo(domain, rng, (40, 48))).save(root / domain / name)
+                Image.fromarray(_colour_photo(domain, rng, (40, 48))).save(root / domain / name)
     return root
 
 
@@ -134,7 +143,8 @@ def test_one_command_adds_a_domain_from_a_folder_of_domain_folders(tmp_path, cap
 
     colorizer = Colorizer.from_weights(out, threshold=0.0)
     assert colorizer.warnings == []
-    page = Image.fromarray(_photo("document", np.random.default_rng(7), (60, 80))).convert("L")
+    page = Image.fromarray(_colour_photo("document", np.random.default_rng(7), (60, 80)))
+    page = page.convert("L")
     result = colorizer.colorize(page)
     assert result.domain == "document" and result.strategy == "router"
     assert result.probs["document"] == max(result.probs.values())
