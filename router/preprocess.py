@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from common.links import follow_link_file
 from specialists.lab import normalize_l, rgb_to_lightness
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
@@ -32,7 +33,7 @@ def load_l_norm(path: str | Path) -> torch.Tensor:
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with Image.open(path) as image:
+        with Image.open(follow_link_file(path)) as image:
             rgb = ImageOps.exif_transpose(image).convert("RGB")
     array = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0)
     return rgb_to_l_norm(array.permute(2, 0, 1).unsqueeze(0))

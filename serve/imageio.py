@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from common.links import follow_link_file
+
 MAX_SIDE = 16384
 MAX_PIXELS = 64_000_000
 # Plain raster formats only: Pillow's EPS plugin shells out to Ghostscript. (Phones' MPO
@@ -163,7 +165,8 @@ def read_image(path: str | Path, max_side: int = MAX_SIDE, max_pixels: int = MAX
     """Decode ``path`` safely; raises :class:`ImageReadError` with a reason on any problem."""
     path = Path(path)
     try:
-        handle = open(path, "rb")  # closed by the with below, whatever happens
+        # closed by the with below, whatever happens; a link placeholder reads its target
+        handle = open(follow_link_file(path), "rb")
     except OSError as exc:
         raise ImageReadError(path, f"cannot read ({exc.strerror or exc})") from None
     with handle, warnings.catch_warnings():

@@ -26,6 +26,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from common.links import follow_link_file
 from specialists.tone import COLOUR, colour_kind
 
 T = TypeVar("T")
@@ -102,7 +103,7 @@ def load_rgb(path: Path) -> Image.Image:
     """Decode an image as upright RGB (raises OSError/ValueError for broken files)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with Image.open(path) as image:
+        with Image.open(follow_link_file(path)) as image:
             image = ImageOps.exif_transpose(image)
             return image.convert("RGB")
 

@@ -1,0 +1,1 @@
+"""Small primitives every package may use; it imports none of the project's other packages."""
