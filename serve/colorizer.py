@@ -56,6 +56,8 @@ class RouterLike(Protocol):
     domains: list[str]
     threshold: float
 
+    def prepare(self, l_norm: torch.Tensor) -> torch.Tensor: ...
+
     def route(self, l_norm: torch.Tensor) -> Sequence[Decision]: ...
 
 
@@ -96,7 +98,10 @@ def render(
 
 
 @dataclass
-class _Pick:
+class Prediction:
+    """The models' part of colouring one photo (:meth:`Colorizer.predict`): its colour at
+    model resolution and what decided it; :meth:`Colorizer.finish` does the rest."""
+
     ab: torch.Tensor  # (2, h, w) normalised
     domain: str
     probs: dict[str, float]
@@ -232,31 +237,50 @@ class Colorizer:
         ``domain`` forces one specialist for all of them (no routing, no judge);
         ``strength`` scales their colour (0: the grey photo, 1: the model's, at most 2).
         """
-        if domain is not None and domain not in self.generators:
-            raise ValueError(f"unknown domain {domain!r}; known: {', '.join(self.generators)}")
         strength = check_strength(strength)
         photos = [im if isinstance(im, Photo) else from_pil(im) for im in images]
-        shapes = [model_shape(*p.size, self.size, self.stride) for p in photos]
-        groups: dict[tuple[int, int], list[int]] = defaultdict(list)
-        for i, shape in enumerate(shapes):
-            groups[shape].append(i)
-        picks: list[_Pick | None] = [None] * len(photos)
-        for shape, members in groups.items():
-            l_norm = torch.cat([model_input(photos[i].pixels, shape, self.device) for i in members])
-            for i, pick in zip(members, self._colour(l_norm, domain)):
-                picks[i] = pick
         return [
-            self._finish(photo, pick, shape, strength)
-            for photo, pick, shape in zip(photos, picks, shapes)
+            self.finish(p, pred, strength) for p, pred in zip(photos, self.predict(photos, domain))
         ]
 
-    def _colour(self, l_norm: torch.Tensor, forced: str | None) -> list[_Pick]:
-        """Model-resolution colours for a batch of same-shape inputs."""
-        if forced is not None:
+    @torch.inference_mode()
+    def predict(self, photos: Sequence[Photo], domain: str | None = None) -> list[Prediction]:
+        """Model-resolution colours of decoded photos: the models' part of :meth:`colorize_batch`.
+
+        Photos of one model-input shape (see ``serve.transfer.model_shape``) share the
+        generators' passes; the router sees the whole batch in one pass. ``domain`` forces
+        one specialist for all of them (no routing, no judge).
+        """
+        if domain is not None and domain not in self.generators:
+            raise ValueError(f"unknown domain {domain!r}; known: {', '.join(self.generators)}")
+        groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for i, photo in enumerate(photos):
+            groups[model_shape(*photo.size, self.size, self.stride)].append(i)
+        inputs = {
+            shape: torch.cat([model_input(photos[i].pixels, shape, self.device) for i in members])
+            for shape, members in groups.items()
+        }
+        decisions: dict[int, Decision] = {}
+        if domain is None and photos:
+            squares = torch.cat([self.router.prepare(x) for x in inputs.values()])
+            order = [i for members in groups.values() for i in members]
+            decisions = dict(zip(order, self.router.route(squares)))
+        out: list[Prediction | None] = [None] * len(photos)
+        for shape, members in groups.items():
+            ruled = [decisions[i] for i in members] if domain is None else None
+            for i, prediction in zip(members, self._colour(inputs[shape], domain, ruled)):
+                out[i] = prediction
+        return out  # type: ignore[return-value]
+
+    def _colour(
+        self, l_norm: torch.Tensor, forced: str | None, decisions: Sequence[Decision] | None
+    ) -> list[Prediction]:
+        """Model-resolution colours for a batch of same-shape inputs, routed by ``decisions``
+        (or all by the ``forced`` specialist)."""
+        if forced is not None or decisions is None:
             ab = predict_ab(self.generators[forced], l_norm)
-            return [_Pick(ab[i], forced, {}, None, FORCED, {}) for i in range(len(ab))]
-        decisions = self.router.route(l_norm)
-        picks: list[_Pick | None] = [None] * len(decisions)
+            return [Prediction(ab[i], forced, {}, None, FORCED, {}) for i in range(len(ab))]
+        picks: list[Prediction | None] = [None] * len(decisions)
         routed: dict[str, list[int]] = defaultdict(list)
         unsure: list[int] = []
         for i, decision in enumerate(decisions):
@@ -268,7 +292,7 @@ class Colorizer:
             ab = predict_ab(self.generators[name], l_norm[members])
             for j, i in enumerate(members):
                 d = decisions[i]
-                picks[i] = _Pick(ab[j], name, dict(d.probs), float(d.confidence), ROUTER, {})
+                picks[i] = Prediction(ab[j], name, dict(d.probs), float(d.confidence), ROUTER, {})
         if unsure:
             subset = l_norm[unsure]
             names = self.domains
@@ -279,16 +303,16 @@ class Colorizer:
                 best = names.index(chosen[j])
                 d = decisions[i]
                 scores = {name: float(s) for name, s in zip(names, realism[j])}
-                picks[i] = _Pick(
+                picks[i] = Prediction(
                     candidates[best][j], names[best], dict(d.probs), float(d.confidence), JUDGE,
                     scores,
                 )  # fmt: skip
         return picks  # type: ignore[return-value]
 
-    def _finish(
-        self, photo: Photo, pick: _Pick, shape: tuple[int, int], strength: float
-    ) -> ColorizeResult:
-        """Put the pick's colour on the photo's own full-resolution lightness."""
+    @torch.inference_mode()
+    def finish(self, photo: Photo, pick: Prediction, strength: float = 1.0) -> ColorizeResult:
+        """Put a prediction's colour on the photo's own full-resolution lightness (no model
+        runs: the CLI does this in worker threads while the models colour the next batch)."""
         return ColorizeResult(
             image=render(photo, pick.ab, strength, self.device),
             domain=pick.domain,
@@ -298,7 +322,7 @@ class Colorizer:
             scores=pick.scores,
             already_colour=photo.already_colour,
             notes=list(photo.notes),
-            model_size=(shape[1], shape[0]),
+            model_size=(int(pick.ab.shape[-1]), int(pick.ab.shape[-2])),
             strength=strength,
             ab=pick.ab.cpu().clone(),  # not a view that keeps the batch alive
             photo=photo,

@@ -22,7 +22,12 @@ from specialists.lab import join_lab, normalize_l, rgb_to_lab, rgb_to_lightness
 from .options import MAX_STRENGTH
 
 STRIP_PIXELS = 1 << 20  # pixels per strip of the full-resolution join
-MAX_ASPECT = 4.0  # the model input's long side is at most this many times ``size``
+# Long side / short side of the model-input shapes ("buckets"): every photo is stretched to
+# the nearest, so a folder of mixed sizes and orientations needs only a few shapes per model
+# size and fills its batches. At the shipped size (128, stride 32) the ratios up to 2 are the
+# stride steps themselves, so those photos get the shape they always had.
+ASPECTS = (1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0)
+MAX_ASPECT = ASPECTS[-1]  # the model input's long side is at most this many times its short
 
 
 def check_strength(strength: float) -> float:
@@ -34,18 +39,19 @@ def check_strength(strength: float) -> float:
 
 
 def model_shape(width: int, height: int, size: int, stride: int) -> tuple[int, int]:
-    """(height, width) of the model input: short side ~``size``, sides multiples of ``stride``.
+    """(height, width) of the model input: the bucket of a ``width`` x ``height`` photo.
 
-    Very wide (or tall) photos are squeezed so the long side stays under ``MAX_ASPECT *
-    size``; the ab is stretched back the same way, so colours stay where they belong.
+    The short side is ``size`` rounded to a multiple of ``stride``; the long side is that
+    times the ratio of :data:`ASPECTS` nearest the photo's own (rounded to ``stride``). The
+    photo is resized to it, so it is stretched a little (at most ~12% along one side for
+    ordinary ratios; very wide or tall photos are squeezed to 4:1); its ab is stretched back
+    exactly by :func:`rejoin`, so colours stay where they belong.
     """
-    scale = size / min(width, height)
-    scale = min(scale, MAX_ASPECT * size / max(width, height))
-
-    def side(n: int) -> int:
-        return max(stride, round(n * scale / stride) * stride)
-
-    return side(height), side(width)
+    short = max(stride, round(size / stride) * stride)
+    steps = round(size * max(width, height) / min(width, height) / stride)  # as before buckets
+    ratio = min(ASPECTS, key=lambda r: abs(steps * stride / short - r))
+    long = max(short, round(short * ratio / stride) * stride)
+    return (long, short) if height > width else (short, long)
 
 
 @lru_cache(maxsize=2)

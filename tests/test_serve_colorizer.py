@@ -11,7 +11,8 @@ from skimage import color
 from discriminators.scoring import Judge
 from serve import FORCED, JUDGE, ROUTER, Colorizer
 from serve.imageio import from_pil
-from serve.transfer import full_lightness, model_input, model_shape
+from serve.transfer import full_lightness, model_input, model_shape, rejoin
+from specialists.output import predict_ab
 from tests.serve_support import (
     COLOURS,
     DOMAINS,
@@ -84,6 +85,26 @@ def test_fallback_runs_every_specialist_and_picks_by_score(tmp_path, sign, winne
         assert np.sign(a) == np.sign(COLOURS[winner][0])  # the winner's colour was used
     forced = colorizer.colorize(grey_photo(64, 64, seed=0), domain=winner)
     np.testing.assert_array_equal(np.asarray(results[0].image), np.asarray(forced.image))
+
+
+def test_mixed_batch_gives_each_photo_its_own_colours_unchanged(weights):
+    """A photo in a mixed batch gets exactly (byte for byte) what the plain recipe gives it
+    alone: its shape (the one it had before buckets), a router pass, its specialist, the join.
+    Batching shapes together and routing the whole batch in one pass change no colour."""
+    colorizer = Colorizer.from_weights(weights, threshold=0.0)
+    photos = [grey_photo(96, 64, seed=1), grey_photo(40, 80, seed=2), grey_photo(64, 64, seed=3),
+              grey_photo(300, 40, seed=4), grey_photo(96, 64, seed=5)]  # fmt: skip
+    results = colorizer.colorize_batch(photos)
+    for photo, result, shape in zip(photos, results, [(64, 96), (128, 64), (64, 64)]):
+        pixels = from_pil(photo).pixels
+        l_norm = model_input(pixels, shape)
+        decision = colorizer.router.route(l_norm)[0]
+        ab = predict_ab(colorizer.generators[decision.domain], l_norm)[0]
+        expected = rejoin(pixels, ab)
+        assert result.model_size == (shape[1], shape[0]) and result.domain == decision.domain
+        np.testing.assert_array_equal(np.asarray(result.image), expected)
+    assert results[3].model_size == (256, 64)  # 7.5:1 squeezed to the 4:1 bucket
+    assert results[3].image.size == (300, 40)
 
 
 def test_forced_domain(colorizer):

@@ -108,3 +108,38 @@ def test_model_input_is_the_small_photo_s_normalised_l(dtype, mode):
         normalize_l(full_lightness(pixels))[None], size=(30, 50), mode="area"
     )  # the same photo, reduced in L rather than in pixel values: nearly the same
     assert float((small - expect).abs().max()) < 0.01
+
+
+def _stride_steps(width, height, size, stride):
+    """The shape every photo got before buckets: the long side scaled with the short one."""
+    scale = size / min(width, height)
+    h, w = (max(stride, round(n * scale / stride) * stride) for n in (height, width))
+    return h, w
+
+
+@pytest.mark.parametrize("size", [128, 256])
+def test_mixed_sizes_fall_into_a_few_buckets(size):
+    """Photos of every size and orientation share a few shapes: one per ratio and orientation,
+    the short side at ``size`` and the long one at the nearest bucket ratio."""
+    rng = np.random.default_rng(0)
+    shapes = set()
+    for width, height in rng.integers(20, 3000, (500, 2)):
+        h, w = model_shape(int(width), int(height), size, 32)
+        shapes.add((h, w))
+        assert min(h, w) == size and (h == w or (w > h) == (width > height))
+        ratio, aspect = max(h, w) / size, max(width, height) / min(width, height)
+        assert ratio in transfer.ASPECTS  # the nearest bucket, up to rounding to the stride
+        assert abs(ratio - aspect) <= min(abs(r - aspect) for r in transfer.ASPECTS) + 32 / size
+    assert len(shapes) <= 2 * len(transfer.ASPECTS) - 1
+    assert model_shape(9000, 10, size, 32) == (size, 4 * size)  # squeezed to 4:1
+    assert model_shape(10, 9000, size, 32) == (4 * size, size)
+
+
+def test_buckets_keep_the_shipped_size_shapes_up_to_two_to_one():
+    """At the shipped size (128, stride 32) every photo up to 2:1 gets the shape it had before
+    buckets (so its colours are unchanged); wider ones move to the nearest bucket."""
+    for width in range(128, 257):
+        for width_, height in ((width, 128), (128, width), (3 * width, 384)):
+            assert model_shape(width_, height, 128, 32) == _stride_steps(width_, height, 128, 32)
+    assert _stride_steps(288, 128, 128, 32) == (128, 288)  # 2.25:1 was a shape of its own
+    assert model_shape(288, 128, 128, 32) == (128, 256)
