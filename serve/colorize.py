@@ -21,8 +21,8 @@ import json
 import os
 import sys
 import time
-from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections import Counter, defaultdict, deque
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +45,7 @@ from .options import MAX_STRENGTH
 from .weights import ENV_VAR, WeightsError, default_weights_dir, domain_names
 
 if TYPE_CHECKING:  # torch and the models load only once a command needs them
-    from .colorizer import Colorizer, ColorizeResult
+    from .colorizer import Colorizer, ColorizeResult, Prediction
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -201,6 +201,11 @@ def report_line(
 
 DEFAULT_OUT = "colorized"  # output folder when -o is not given, in the current folder
 BATCH_PIXELS = 4_000_000  # a batch stops growing here: big scans are coloured one at a time
+# Photos alive in the pipeline at once (decoding, waiting in a bucket, being joined and
+# written), in pixels: a folder of big scans holds about two at a time, as before the
+# pipeline; small photos are limited by the number of photos in flight instead.
+HELD_PIXELS = 32_000_000
+IO_THREADS = 2  # decode ahead / join and encode behind: Pillow, zlib and torch drop the GIL
 
 
 def _read(job: Job, max_pixels: int) -> tuple[Photo | ImageReadError, float]:
@@ -210,24 +215,6 @@ def _read(job: Job, max_pixels: int) -> tuple[Photo | ImageReadError, float]:
     except ImageReadError as exc:
         photo = exc
     return photo, time.perf_counter() - start
-
-
-def _batches(
-    jobs: list[Job], size: int, max_pixels: int
-) -> Iterator[list[tuple[Job, Photo | ImageReadError, float]]]:
-    """Decoded photos in batches of at most ``size`` photos and about BATCH_PIXELS pixels."""
-    batch: list[tuple[Job, Photo | ImageReadError, float]] = []
-    pixels = 0
-    for job in jobs:
-        photo, seconds = _read(job, max_pixels)
-        batch.append((job, photo, seconds))
-        if isinstance(photo, Photo):
-            pixels += photo.size[0] * photo.size[1]
-        if len(batch) >= size or pixels >= BATCH_PIXELS:
-            yield batch
-            batch, pixels = [], 0
-    if batch:
-        yield batch
 
 
 def _save(image: Image.Image, path: Path, fmt: str) -> tuple[str | None, float]:
@@ -262,20 +249,45 @@ class Summary:
         )
 
 
-def _colour_batch(
-    colorizer: Colorizer, photos: list[Photo], domain: str | None, strength: float = 1.0
-) -> list[ColorizeResult | str]:
-    """Colour a batch; if it fails as a whole, retry one by one so one bad photo stays alone."""
+def _predict(
+    colorizer: Colorizer, photos: list[Photo], domain: str | None
+) -> list[Prediction | str]:
+    """The models' part for a batch; if it fails as a whole, retry one by one so one bad photo
+    stays alone (its entry is then the reason)."""
     try:
-        return list(colorizer.colorize_batch(photos, domain, strength))
+        return list(colorizer.predict(photos, domain))
     except Exception:  # noqa: BLE001 - isolate the photo that breaks the batch
         if len(photos) == 1:
             exc_type, exc, _ = sys.exc_info()
             return [f"colourizing failed ({exc_type.__name__}: {exc})"]
-    out: list[ColorizeResult | str] = []
+    out: list[Prediction | str] = []
     for photo in photos:
-        out += _colour_batch(colorizer, [photo], domain, strength)
+        out += _predict(colorizer, [photo], domain)
     return out
+
+
+def _finish_and_save(
+    colorizer: Colorizer, photo: Photo, prediction: Prediction, strength: float, job: Job, fmt: str
+) -> tuple[ColorizeResult | None, str | None, float]:
+    """Join the colour with the full-resolution photo and write it (in a worker thread):
+    (result, None, seconds) or (None, the reason it failed, seconds)."""
+    start = time.perf_counter()
+    try:
+        result = colorizer.finish(photo, prediction, strength)
+    except Exception as exc:  # noqa: BLE001 - one photo's failure is reported, the run goes on
+        return None, f"colourizing failed ({type(exc).__name__}: {exc})", 0.0
+    error, _ = _save(result.image, job.output, fmt)
+    return (None if error else result), error, time.perf_counter() - start
+
+
+def _declared_pixels(path: Path) -> int:
+    """The pixels a file's header declares (cheap: nothing is decoded); 0 if unreadable, and
+    then ``read_image`` says why."""
+    try:
+        with Image.open(path) as image:
+            return image.width * image.height
+    except Exception:  # noqa: BLE001 - any reason is read_image's to report
+        return 0
 
 
 def run(
@@ -293,7 +305,10 @@ def run(
 ) -> Summary:
     """Colour ``jobs`` (already sharded) and write the report; returns the tallies.
 
-    A writer thread encodes and writes one batch's outputs while the next batch colours.
+    A pipeline keeps the models busy: threads decode photos ahead, photos wait in buckets of
+    one model-input shape until a batch is full (or the folder ends, or memory says stop),
+    the models colour a bucket, and threads join the colour with each full-resolution photo
+    and write it while the models colour the next. Report lines follow colouring order.
     """
     from .colorizer import JUDGE
 
@@ -323,42 +338,98 @@ def run(
                 emit(report_line(job, result, seconds + save_seconds, size=size))
             bar.update()
 
-    todo = []
+    todo = deque()
     for job in jobs:
         if skip_existing and job.output.is_file():
             summary.skipped += 1
             emit(report_line(job, None, 0.0, skipped=True))
         else:
-            todo.append(job)
+            todo.append((job, _declared_pixels(job.source)))
     start = time.perf_counter()
     bar = tqdm(total=len(jobs), initial=summary.skipped, unit="photo", disable=not progress)
-    pending: list = []
-    with bar, ThreadPoolExecutor(max_workers=1) as writer:
-        for batch in _batches(todo, batch_size, max_pixels):
-            ready = []
-            for job, photo, seconds in batch:
+    decoding: deque = deque()  # (job, pixels, future of (photo or error, seconds)), in order
+    buckets: dict[tuple[int, int], list] = defaultdict(list)  # shape -> [(job, photo, seconds)]
+    writing: deque = deque()  # (job, pixels, size, seconds so far, future), in colouring order
+    held = 0  # pixels of the photos in flight (decoding, in a bucket, being written)
+
+    def collect(wait: bool) -> None:
+        """Report finished writes, oldest first (a reported output is on disk); with ``wait``,
+        wait for the oldest first."""
+        nonlocal held
+        while writing and (wait or writing[0][-1].done()):
+            job, pixels, size, seconds, future = writing.popleft()
+            result, error, finish_seconds = future.result()
+            held -= pixels
+            if error is not None:
+                fail(job, error, seconds + finish_seconds, size)
+            else:
+                summary.done += 1
+                summary.domains[result.domain] += 1
+                summary.fallbacks += result.strategy == JUDGE
+                summary.already_colour += result.already_colour
+                emit(report_line(job, result, seconds + finish_seconds, size=size))
+            bar.update()
+            wait = False
+
+    def colour(shape: tuple[int, int]) -> None:
+        """Run the models on one bucket and hand its photos to the finishing threads."""
+        nonlocal held
+        batch = buckets.pop(shape)
+        colour_start = time.perf_counter()
+        predictions = _predict(colorizer, [photo for _, photo, _ in batch], domain)
+        share = (time.perf_counter() - colour_start) / len(batch)
+        for (job, photo, seconds), prediction in zip(batch, predictions):
+            pixels = photo.size[0] * photo.size[1]
+            if isinstance(prediction, str):
+                held -= pixels
+                fail(job, prediction, seconds + share, photo.size)
+                bar.update()
+                continue
+            args = (colorizer, photo, prediction, strength, job, fmt)
+            future = finisher.submit(_finish_and_save, *args)
+            writing.append((job, pixels, photo.size, seconds + share, future))
+        while len(writing) > 2 * batch_size:  # the writers are behind: wait for them
+            collect(wait=True)
+        collect(wait=False)
+
+    def room(pixels: int) -> bool:
+        """Whether a photo of ``pixels`` may start decoding (one always may, however big)."""
+        return not held or held + pixels <= HELD_PIXELS
+
+    def fullest() -> tuple[int, int]:
+        return max(buckets, key=lambda shape: len(buckets[shape]))
+
+    with (
+        bar,
+        ThreadPoolExecutor(IO_THREADS, thread_name_prefix="decode") as decoder,
+        ThreadPoolExecutor(IO_THREADS, thread_name_prefix="finish") as finisher,
+    ):
+        while todo or decoding or buckets:
+            # decode ahead: a batch's worth in flight, within the memory budget
+            while todo and len(decoding) < batch_size and room(todo[0][1]):
+                job, pixels = todo.popleft()
+                held += pixels
+                decoding.append((job, pixels, decoder.submit(_read, job, max_pixels)))
+            if decoding:
+                job, pixels, future = decoding.popleft()
+                photo, seconds = future.result()
                 if isinstance(photo, ImageReadError):
+                    held -= pixels
                     fail(job, photo.reason, seconds)
                     bar.update()
-                else:
-                    ready.append((job, photo, seconds))
-            if not ready:
-                continue
-            colour_start = time.perf_counter()
-            photos = [photo for _, photo, _ in ready]
-            results = _colour_batch(colorizer, photos, domain, strength)
-            share = (time.perf_counter() - colour_start) / len(ready)
-            finish(pending)
-            pending = []
-            for (job, photo, seconds), result in zip(ready, results):
-                if isinstance(result, str):
-                    fail(job, result, seconds + share, photo.size)
-                    bar.update()
                     continue
-                future = writer.submit(_save, result.image, job.output, fmt)
-                pending.append((job, photo.size, result, seconds + share, future))
-            del batch, ready, photos, results  # only the outputs being written stay in memory
-        finish(pending)
+                held += photo.size[0] * photo.size[1] - pixels  # what it really holds
+                shape = colorizer.input_shape(photo)
+                buckets[shape].append((job, photo, seconds))
+                area = sum(p.size[0] * p.size[1] for _, p, _ in buckets[shape])
+                if len(buckets[shape]) >= batch_size or area >= BATCH_PIXELS:
+                    colour(shape)
+            elif buckets:  # nothing more to decode now (memory) or at all: colour the fullest
+                colour(fullest())
+            else:  # the budget is spent on photos being written: wait for the oldest
+                collect(wait=True)
+        while writing:
+            collect(wait=True)
     summary.seconds = time.perf_counter() - start
     return summary
 

@@ -243,6 +243,10 @@ class Colorizer:
             self.finish(p, pred, strength) for p, pred in zip(photos, self.predict(photos, domain))
         ]
 
+    def input_shape(self, photo: Photo) -> tuple[int, int]:
+        """(height, width) the models see this photo at: its bucket (``transfer.model_shape``)."""
+        return model_shape(*photo.size, self.size, self.stride)
+
     @torch.inference_mode()
     def predict(self, photos: Sequence[Photo], domain: str | None = None) -> list[Prediction]:
         """Model-resolution colours of decoded photos: the models' part of :meth:`colorize_batch`.
@@ -255,7 +259,7 @@ class Colorizer:
             raise ValueError(f"unknown domain {domain!r}; known: {', '.join(self.generators)}")
         groups: dict[tuple[int, int], list[int]] = defaultdict(list)
         for i, photo in enumerate(photos):
-            groups[model_shape(*photo.size, self.size, self.stride)].append(i)
+            groups[self.input_shape(photo)].append(i)
         inputs = {
             shape: torch.cat([model_input(photos[i].pixels, shape, self.device) for i in members])
             for shape, members in groups.items()

@@ -285,3 +285,58 @@ def test_help_and_usage_errors_import_no_torch(tmp_path):
     ):
         _, err, heavy, code = _probe(*args, cwd=tmp_path)
         assert code == 2 and message in err and heavy == "", (args, err)
+
+
+def _recording(colorizer, monkeypatch):
+    """Record the model-input shapes of every batch the models are given."""
+    from serve.colorizer import Colorizer
+
+    batches = []
+    real = Colorizer.predict
+
+    def predict(self, photos, domain=None):
+        batches.append([self.input_shape(p) for p in photos])
+        return real(self, photos, domain)
+
+    monkeypatch.setattr(Colorizer, "predict", predict)
+    return batches
+
+
+def test_a_mixed_folder_fills_batches_of_one_shape(weights, tmp_path, monkeypatch):
+    """Alternating sizes: each forward pass gets a full batch of one shape (before buckets,
+    every batch of 4 was split into two passes of 2); every photo is still done and reported."""
+    from serve.colorize import run
+    from serve.colorizer import Colorizer
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(12):
+        grey_photo(*((64, 64) if i % 2 else (128, 64)), seed=i).save(folder / f"{i:02d}.png")
+    colorizer = Colorizer.from_weights(weights, threshold=0.0)
+    jobs = expand_inputs([str(folder)], tmp_path / "out", "png")
+    batches = _recording(colorizer, monkeypatch)
+    summary = run(colorizer, jobs, None, batch_size=4, progress=False)
+    assert summary.done == 12 and summary.failed == 0
+    assert all(len(set(batch)) == 1 for batch in batches)
+    assert sorted(map(len, batches)) == [2, 2, 4, 4]
+    for job in jobs:
+        assert Image.open(job.output).size == Image.open(job.source).size
+
+
+def test_the_pipeline_holds_photos_within_its_memory_budget(weights, tmp_path, monkeypatch):
+    """With room for one photo at a time, nothing is decoded ahead: batches of one."""
+    from serve import colorize
+    from serve.colorizer import Colorizer
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(5):
+        grey_photo(64, 64, seed=i).save(folder / f"{i}.png")
+    (folder / "broken.png").write_bytes(b"not a png")
+    colorizer = Colorizer.from_weights(weights, threshold=0.0)
+    jobs = expand_inputs([str(folder)], tmp_path / "out", "png")
+    batches = _recording(colorizer, monkeypatch)
+    monkeypatch.setattr(colorize, "HELD_PIXELS", 64 * 64)
+    summary = colorize.run(colorizer, jobs, None, batch_size=8, progress=False)
+    assert (summary.done, summary.failed) == (5, 1)
+    assert [len(batch) for batch in batches] == [1] * 5
