@@ -2,7 +2,7 @@
 of every source tag, coloured by two weights folders, beside the truth.
 
     python benchmarks/source_grid.py --data ../shared/data/colorize-v2 \
-        --before weights-old --after weights --out docs/source_grid.png
+        --before weights --after runs/v2-weights --out docs/source_grid.jpg
 
 Each val photo is turned grey first (its lightness), so "truth" is what a perfect colorizer
 would give; the camera has no truth (its column stays grey). Photos are the first of each
@@ -17,6 +17,7 @@ import torch
 from PIL import Image, ImageOps
 from skimage import data as skdata
 
+from common.links import follow_link_file
 from serve import Colorizer
 from training.evaluate import find_items
 from training.quality import save_comparison_grid
@@ -53,7 +54,7 @@ def main() -> None:
     before, after = Colorizer.from_weights(args.before), Colorizer.from_weights(args.after)
     photos = [("camera", Image.fromarray(skdata.camera()), None)]
     for path in first_of_each_source(args.data, args.split):
-        with Image.open(path) as image:
+        with Image.open(follow_link_file(path)) as image:
             truth = ImageOps.exif_transpose(image).convert("RGB")
         photos.append((path.name, truth.convert("L"), truth))
     columns: dict[str, list[torch.Tensor]] = {"grey input": [], "before": [], "after": []}
