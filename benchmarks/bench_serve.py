@@ -17,6 +17,15 @@ Measured in one run, on one machine:
   domain (~200 px) and on scikit-image's larger sample photos (300-741 px), coloured by
   the same transfer code the Colorizer uses (forced to that specialist).
 
+With ``--mixed-data DIR`` (a folder holding colorize-v2 and colorize-v1): the real-folder
+case, whole processes of ``python -m serve.colorize`` timed from the outside, process start
+included: a folder of grayscale copies of every colorize-v2 val photo (every size and
+orientation, as they come), the larger colorize-v1 photos (long side >= 400 px) and upright
+and wide crops of them, its seconds per photo against the ``unet_256`` forward timed in the
+same run (goal: at most 1/3); the start-up (one photo, first photo done) and ``--help``.
+``--only-mixed`` runs just that and the 24-megapixel scans; results go to
+benchmarks/results/serve_mixed.json.
+
 Without ``--weights`` a weights folder with the real architectures at random init is built
 (3 x unet_effnet_lite0 + 70x70 PatchGAN, the EfficientNet-Lite0 router with a 12,000-photo
 index): speed and memory do not depend on what the weights learned. Writes
@@ -53,8 +62,10 @@ from serve.transfer import model_input, model_shape, rejoin  # noqa: E402
 from specialists.checkpoint import save_checkpoint, with_prefix  # noqa: E402
 from specialists.metrics import colourfulness, psnr  # noqa: E402
 from specialists.output import predict_ab  # noqa: E402
+from training.data import evenly_spaced  # noqa: E402
 
 DOMAINS = ("general", "landscape", "portrait")
+DEFAULT_OUT = REPO / "benchmarks" / "results" / "serve.json"
 
 
 def build_weights(root: Path, size: int = 128, index_photos: int = 12000) -> Path:
@@ -150,6 +161,114 @@ def peak_memory(image: Path, weights: Path, out: Path, threads: int, *extra: str
     return {"peak_rss_mib": round(peak_kib / 1024, 1), "wall_s": round(wall, 2)}
 
 
+def mixed_folder(data: Path, folder: Path, limit: int | None = None) -> dict:
+    """Grayscale JPEG copies of the real-folder mix (see the module docstring); its make-up."""
+    folder.mkdir(parents=True)
+    sources = sorted((data / "colorize-v2" / "val").glob("*/*.jpg"))
+    sources = evenly_spaced(sources, limit) if limit else sources
+    large = [
+        path for path in sorted((data / "colorize-v1").glob("*/*/*.jpg")) if _long_side(path) >= 400
+    ]
+    count, shapes = 0, set()
+
+    def add(image: Image.Image) -> None:
+        nonlocal count
+        image.convert("L").save(folder / f"{count:05d}.jpg", quality=90)
+        shapes.add(image.size)
+        count += 1
+
+    unreadable = 0
+    for path in sources + large:
+        try:
+            image = Image.open(path)
+            image.load()
+        except OSError:  # the data has a few broken files; the CLI would report them
+            unreadable += 1
+            continue
+        add(image)
+    for path in large[::4]:  # an upright strip and a wide strip of every 4th larger photo
+        image = Image.open(path)
+        w, h = image.size
+        add(image.crop((0, 0, max(32, w // 3), h)))
+        add(image.crop((0, 0, w, max(32, h // 3))))
+    sizes = [max(s) for s in shapes]
+    return {
+        "photos": count,
+        "colorize_v2_val": len(sources),
+        "colorize_v1_large": len(large),
+        "crops": 2 * len(large[::4]),
+        "unreadable_skipped": unreadable,
+        "distinct_sizes": len(shapes),
+        "long_side_px": [min(sizes), max(sizes)],
+        "portrait_orientation": sum(1 for p in folder.iterdir() if _upright(p)),
+    }
+
+
+def _long_side(path: Path) -> int:
+    try:
+        return max(Image.open(path).size)
+    except OSError:
+        return 0
+
+
+def _upright(path: Path) -> bool:
+    width, height = Image.open(path).size
+    return height > width
+
+
+def _process(args: list[str], out: Path | None = None) -> float:
+    """Wall seconds of one ``python -m serve.colorize`` process (start-up included)."""
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "serve.colorize", *args], cwd=REPO, capture_output=True, text=True
+    )
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"colorize {args} failed ({proc.returncode}): {proc.stderr}")
+    return wall
+
+
+def mixed_case(data: Path, weights: Path, tmp: Path, threads: int, limit: int | None) -> dict:
+    """The real-folder figures: whole processes, against unet_256 timed around them."""
+    folder = tmp / "mixed"
+    makeup = mixed_folder(data, folder, limit)
+    common = ["--weights", str(weights), "--no-progress", "--threads", str(threads)]
+    helps = [_process(["--help"]) for _ in range(3)]
+    one = next(iter(sorted(folder.iterdir())))
+    starts = [_process([str(one), "-o", str(tmp / f"one{i}"), *common]) for i in range(3)]
+    unet = UNet256()
+    before = unet.seconds()
+    report = tmp / "mixed.jsonl"
+    wall = _process([str(folder), "-o", str(tmp / "mixed-out"), "--report", str(report), *common])
+    after = unet.seconds()
+    records = [json.loads(line) for line in report.read_text().splitlines()]
+    done = sum(1 for r in records if r["error"] is None)
+    reference = statistics.median(unet.times)
+    per_photo = wall / done
+    return {
+        "folder": makeup,
+        "done": done,
+        "fallbacks": sum(1 for r in records if r["strategy"] == "discriminator"),
+        "model_input_shapes": len({tuple(r["model_size"]) for r in records if r["model_size"]}),
+        "process_wall_s": round(wall, 2),
+        "s_per_photo_end_to_end": round(per_photo, 4),
+        "unet_256_s_per_image": {
+            "before": round(before, 4),
+            "after": round(after, 4),
+            "median": round(reference, 4),
+        },  # fmt: skip
+        "ratio_to_unet_256": round(per_photo / reference, 3),
+        "start_up_first_photo_done_s": {
+            "median": round(statistics.median(starts), 2),
+            "runs": [round(s, 2) for s in starts],
+        },  # fmt: skip
+        "help_s": {
+            "median": round(statistics.median(helps), 3),
+            "runs": [round(s, 3) for s in helps],
+        },  # fmt: skip
+    }
+
+
 def _sample_photos() -> list[np.ndarray]:
     from skimage import data
 
@@ -216,7 +335,10 @@ def main() -> None:
     parser.add_argument("--quality-data", type=Path, help="data folder with val/<domain>/")
     parser.add_argument("--quality-count", type=int, default=100)
     parser.add_argument("--only-quality", action="store_true")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "serve.json")
+    parser.add_argument("--mixed-data", type=Path, help="folder with colorize-v2 and -v1")
+    parser.add_argument("--mixed-limit", type=int, help="at most this many colorize-v2 photos")
+    parser.add_argument("--only-mixed", action="store_true")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
@@ -239,9 +361,20 @@ def main() -> None:
     if args.only_quality:
         args.out.write_text(json.dumps(results, indent=2) + "\n")
         return
+    if args.only_mixed and args.out == DEFAULT_OUT:
+        args.out = DEFAULT_OUT.with_name("serve_mixed.json")
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         weights = args.weights or build_weights(tmp / "weights")
+        if args.mixed_data:
+            res = mixed_case(args.mixed_data, weights, tmp, args.threads, args.mixed_limit)
+            results["mixed_folder"] = res
+            print(f"mixed folder {json.dumps(res)}", flush=True)
+        if args.only_mixed:
+            _scans(results, weights, tmp, args.threads, args.skip_24mp)
+            results["load_average_after"] = round(os.getloadavg()[0], 2)
+            _write(results, args.out)
+            return
         folder = tmp / "photos"
         folder.mkdir()
         for i in range(args.photos):
@@ -298,23 +431,31 @@ def main() -> None:
             }
             print(f"1024x768 at size {size}: model {result.model_size}, {seconds:.3f} s")
 
-        if not args.skip_24mp:
-            results["scan_24mp"] = {}
-            for label, colour in (("grey", False), ("colour", True)):
-                scan = tmp / f"scan-{label}.jpg"
-                photo(6000, 4000, 3, colour).save(scan, quality=92)
-                for strategy, threshold in (("routed", "0"), ("fallback", "1.5")):
-                    res = peak_memory(
-                        scan, weights, tmp / "scan-out", args.threads, "--threshold", threshold
-                    )
-                    out = Image.open(tmp / "scan-out" / f"scan-{label}.png")
-                    assert out.size == (6000, 4000)
-                    results["scan_24mp"][f"{label}, {strategy}"] = res
-                    print(f"24 MP {label:6s} {strategy:8s} {res}", flush=True)
+        _scans(results, weights, tmp, args.threads, args.skip_24mp)
     results["load_average_after"] = round(os.getloadavg()[0], 2)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    _write(results, args.out)
+
+
+def _write(results: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+def _scans(results: dict, weights: Path, tmp: Path, threads: int, skip: bool) -> None:
+    """Peak memory and wall time of whole processes colouring one 24-megapixel scan."""
+    if skip:
+        return
+    results["scan_24mp"] = {}
+    for label, colour in (("grey", False), ("colour", True)):
+        scan = tmp / f"scan-{label}.jpg"
+        photo(6000, 4000, 3, colour).save(scan, quality=92)
+        for strategy, threshold in (("routed", "0"), ("fallback", "1.5")):
+            res = peak_memory(scan, weights, tmp / "scan-out", threads, "--threshold", threshold)
+            out = Image.open(tmp / "scan-out" / f"scan-{label}.png")
+            assert out.size == (6000, 4000)
+            results["scan_24mp"][f"{label}, {strategy}"] = res
+            print(f"24 MP {label:6s} {strategy:8s} {res}", flush=True)
 
 
 def _cpu_name() -> str:

@@ -264,16 +264,20 @@ class Colorizer:
             shape: torch.cat([model_input(photos[i].pixels, shape, self.device) for i in members])
             for shape, members in groups.items()
         }
-        decisions: dict[int, Decision] = {}
-        if domain is None and photos:
-            squares = torch.cat([self.router.prepare(x) for x in inputs.values()])
-            order = [i for members in groups.values() for i in members]
-            decisions = dict(zip(order, self.router.route(squares)))
         out: list[Prediction | None] = [None] * len(photos)
-        for shape, members in groups.items():
-            ruled = [decisions[i] for i in members] if domain is None else None
-            for i, prediction in zip(members, self._colour(inputs[shape], domain, ruled)):
-                out[i] = prediction
+        # On a GPU the models run in float16 (tensor cores); on the CPU in float32, exactly
+        # as trained. The colour maths after the models is float32 either way.
+        with torch.autocast("cuda", torch.float16, enabled=self.device.type == "cuda"):
+            decisions: dict[int, Decision] = {}
+            if domain is None and photos:
+                squares = torch.cat([self.router.prepare(x) for x in inputs.values()])
+                order = [i for members in groups.values() for i in members]
+                decisions = dict(zip(order, self.router.route(squares)))
+            for shape, members in groups.items():
+                ruled = [decisions[i] for i in members] if domain is None else None
+                for i, prediction in zip(members, self._colour(inputs[shape], domain, ruled)):
+                    prediction.ab = prediction.ab.float()  # float16 on a GPU
+                    out[i] = prediction
         return out  # type: ignore[return-value]
 
     def _colour(
