@@ -56,7 +56,7 @@ sys.path.insert(0, str(REPO))
 import discriminators  # noqa: E402
 import specialists  # noqa: E402
 from router import Calibration, NeighbourIndex, Router, create_router_net  # noqa: E402
-from serve.colorize import expand_inputs, run  # noqa: E402
+from serve.colorize import Report, expand_inputs, run  # noqa: E402
 from serve.colorizer import Colorizer  # noqa: E402
 from serve.transfer import model_input, model_shape, rejoin  # noqa: E402
 from specialists.checkpoint import save_checkpoint, with_prefix  # noqa: E402
@@ -103,8 +103,9 @@ def photo(width: int, height: int, seed: int, colour: bool = False) -> Image.Ima
 def throughput(colorizer: Colorizer, folder: Path, out: Path, batch: int) -> dict:
     jobs = expand_inputs([str(folder)], out, "png")
     run(colorizer, jobs[:batch], None, batch_size=batch, progress=False)  # warm-up
-    with open(out.parent / f"report-{out.name}.jsonl", "w") as report:
-        summary = run(colorizer, jobs, report, batch_size=batch, progress=False)
+    report = Report(out.parent / f"report-{out.name}.jsonl")
+    summary = run(colorizer, jobs, report, out_dir=out, batch_size=batch, progress=False)
+    report.close()
     return {
         "photos": summary.done,
         "failed": summary.failed,

@@ -45,7 +45,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from specialists.checkpoint import write_json
+from common.files import atomic_write_json
 
 CALIBRATION_METHOD = "platt-panel"
 EPS = 1e-6  # floor of probabilities before their log
@@ -188,7 +188,7 @@ def save_calibration(
     for name, extra in dict(info.get("judges", {})).items():
         judges.setdefault(name, {}).update(extra)
     payload = {**info, "method": CALIBRATION_METHOD, "judges": judges}
-    write_json(Path(path), payload)
+    atomic_write_json(path, payload)
 
 
 def load_calibration(path: str | Path) -> tuple[dict[str, PlattScaling], dict]:

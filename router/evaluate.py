@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from specialists.checkpoint import write_json
+from common.files import atomic_write_json
 from specialists.cli import HelpFormatter, plain
 
 from .calibration import expected_calibration_error, reliability
@@ -300,7 +300,7 @@ examples:
 def write_report(path: Path, report: dict) -> bool:
     """Write ``report`` as JSON (atomically); False, after one error line, if it cannot be."""
     try:
-        write_json(path, report)
+        atomic_write_json(path, report)
     except OSError as exc:
         print(f"error: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
         return False

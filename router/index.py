@@ -8,13 +8,13 @@ root) and domain. Queries pass raw pooled features; the index does the rest.
 """
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
 import numpy as np
+
+from common.files import atomic_write_bytes, atomic_write_text
 
 from .errors import RouterError, RouterNotFoundError
 
@@ -45,21 +45,6 @@ def _chain(projection: np.ndarray, mean: np.ndarray) -> faiss.Index:
     index.prepend_transform(pca)
     index.prepend_transform(faiss.NormalizationTransform(in_dim, 2.0))
     return index
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and a rename: a kill never leaves half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 @dataclass
@@ -128,7 +113,7 @@ class NeighbourIndex:
     def save(self, folder: str | Path) -> None:
         """Write ``router.faiss`` and ``router_index.json`` into ``folder`` atomically."""
         folder = Path(folder)
-        write_bytes_atomic(folder / INDEX_FILE, faiss.serialize_index(self.index).tobytes())
+        atomic_write_bytes(folder / INDEX_FILE, faiss.serialize_index(self.index).tobytes())
         meta = {
             "data_root": self.data_root,
             "domains": self.domains,
@@ -136,7 +121,7 @@ class NeighbourIndex:
             "labels": self.labels.tolist(),
             "variance_kept": self.variance_kept,
         }
-        write_bytes_atomic(folder / META_FILE, json.dumps(meta).encode())
+        atomic_write_text(folder / META_FILE, json.dumps(meta))
 
     @classmethod
     def load(cls, folder: str | Path) -> "NeighbourIndex":

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common.files import atomic_write
+
 DEFAULT_THRESHOLDS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
 
 
@@ -84,8 +86,7 @@ def plot_confusion(cm: np.ndarray, domains: list[str], path: Path, title: str = 
     ax.set_title(title or "router confusion matrix")
     fig.colorbar(image, ax=ax, fraction=0.046, label="share of true domain")
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda handle: fig.savefig(handle, format=Path(path).suffix[1:], dpi=100))
     plt.close(fig)
 
 
@@ -107,6 +108,5 @@ def plot_reliability(curves: dict[str, list[dict]], path: Path) -> None:
     ax.set_ylim(0, 1.02)
     ax.legend()
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda handle: fig.savefig(handle, format=Path(path).suffix[1:], dpi=100))
     plt.close(fig)

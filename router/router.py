@@ -169,7 +169,8 @@ def load_router(folder: str | Path, device: str = "cpu") -> Router:
         calibration = Calibration.from_dict(config["calibration"])
         domains, threshold = list(config["domains"]), float(config["threshold"])
     except CheckpointError as exc:
-        raise RouterError(str(exc)) from exc
+        text = str(exc)
+        raise RouterError(text if text.startswith(str(weights)) else f"{weights}: {text}") from exc
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         if isinstance(exc, RouterError):
             raise

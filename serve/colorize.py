@@ -4,32 +4,41 @@
     python -m serve.colorize photo.jpg           # -> colorized/photo.png
 
 Outputs mirror the input tree under the output folder (``colorized/`` in the current folder
-unless ``-o`` says otherwise); inputs are never written to. Each input gets one JSON line in
-the report (input, output, domain, confidence, probs, strategy, scores, seconds, error ...).
-A broken photo is reported by name with a reason and the run carries on.
+unless ``-o`` says otherwise), one distinct output per input, each written atomically and
+never through a link (``common.files``); inputs are never written to. Each input gets one
+JSON line in the report (input, output, domain, confidence, probs, strategy, scores, seconds,
+error ...). A broken photo is reported by name with a reason and the run carries on.
 
-Exit codes: 0 all done, 1 some inputs failed (the rest are done and reported), 2 usage
-error (bad arguments, missing weights, an output folder that would swallow its inputs).
+Exit codes: 0 all done, 1 some inputs failed or the report could not be written (the rest
+are done), 2 usage error (bad arguments, missing or broken weights, an output folder that
+would swallow its inputs or cannot be written), 130 Ctrl-C, 143 SIGTERM (pre-emption).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import fnmatch
 import glob
 import hashlib
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from PIL import Image
 from tqdm import tqdm
+
+from common.files import UnsafePathError, check_writable, open_fresh, remove_stale_temps
 
 from . import _threads  # noqa: F401  (OpenMP settings, before torch loads)
 from .imageio import (
@@ -84,14 +93,20 @@ def shard_of(relative: str, count: int) -> int:
     return int.from_bytes(digest[:8], "big") % count
 
 
-def _is_candidate(path: Path, root: Path) -> bool:
-    """An image file found under a folder (hidden files and folders skipped)."""
-    parts = path.relative_to(root).parts
-    return path.suffix.lower() in IMAGE_SUFFIXES and not any(p.startswith(".") for p in parts)
-
-
 def _walk(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and _is_candidate(p, folder))
+    """Image files below ``folder``: hidden files and folders skipped, and no symbolic link to
+    a folder followed (a link loop would list the same photos over and over)."""
+    found = []
+    for top, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]  # links to folders are not walked
+        found += [
+            Path(top, name)
+            for name in files
+            if not name.startswith(".")
+            and Path(name).suffix.lower() in IMAGE_SUFFIXES
+            and Path(top, name).is_file()
+        ]
+    return sorted(found)
 
 
 def _glob_base(pattern: str) -> Path:
@@ -105,12 +120,87 @@ def _glob_base(pattern: str) -> Path:
     return Path(*fixed) if fixed else Path(".")
 
 
+def _matches(parts: Sequence[str], patterns: Sequence[str]) -> bool:
+    """Whether path components match glob components (``**``: any number of them)."""
+    if not patterns:
+        return not parts
+    if patterns[0] == "**":
+        return any(_matches(parts[i:], patterns[1:]) for i in range(len(parts) + 1))
+    return (
+        bool(parts)
+        and fnmatch.fnmatchcase(parts[0], patterns[0])
+        and _matches(parts[1:], patterns[1:])
+    )
+
+
+def _glob(pattern: str) -> list[Path]:
+    """``glob.glob`` without following folder links below the base when ``**`` recurses."""
+    if "**" not in pattern:
+        return [Path(m) for m in sorted(glob.glob(pattern))]
+    base = _glob_base(pattern)
+    wanted = Path(pattern).parts[len(base.parts) :]
+    found = []
+    for top, dirs, files in os.walk(base):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in dirs + [f for f in files if not f.startswith(".")]:
+            path = Path(top, name)
+            if _matches(path.relative_to(base).parts, wanted):
+                found.append(path)
+    return sorted(found)
+
+
 def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
+NAME_MAX = 255  # bytes in one file name, on every common file system
+
+
+def _fit(path: str) -> str:
+    """``path`` with its file name cut to NAME_MAX bytes, a hash of the whole kept unique."""
+    folder, name = os.path.split(path)
+    if len(os.fsencode(name)) <= NAME_MAX:
+        return path
+    stem, suffix = os.path.splitext(name)
+    tag = "~" + hashlib.sha256(os.fsencode(path)).hexdigest()[:8]
+    room = NAME_MAX - len(os.fsencode(tag + suffix))
+    short = os.fsdecode(os.fsencode(stem)[:room].decode("utf-8", "ignore").encode())
+    return os.path.join(folder, short + tag + suffix)
+
+
+def plan_outputs(relatives: Sequence[str], fmt: str) -> list[str]:
+    """One distinct output path (relative) per input: ``a.jpg`` -> ``a.png``.
+
+    Inputs whose natural outputs clash (``photo.jpg`` and ``photo.tif``, or ``A.jpg`` and
+    ``a.jpg`` on a case-insensitive disk) keep their suffix (``photo.jpg.png``); if that name
+    is taken too (by ``photo.jpg.png``'s own output, say), a number is added
+    (``photo.jpg.2.png``). Names are compared case-insensitively, names too long for the disk
+    are shortened with a hash, and the result depends only on the list of inputs.
+    """
+    natural = [_fit(Path(r).with_suffix(f".{fmt}").as_posix()) for r in relatives]
+    count = Counter(n.casefold() for n in natural)
+    folders = {p.as_posix().casefold() for n in natural for p in Path(n).parents}
+    taken = set(folders) | {n.casefold() for n in natural if count[n.casefold()] == 1}
+    outputs = []
+    for relative, name in zip(relatives, natural):
+        key = name.casefold()
+        if count[key] == 1 and key not in folders:
+            outputs.append(name)
+            continue
+        number = 1
+        while True:
+            middle = "" if number == 1 else f".{number}"
+            name = _fit(f"{relative}{middle}.{fmt}")
+            if name.casefold() not in taken:
+                break
+            number += 1
+        taken.add(name.casefold())
+        outputs.append(name)
+    return outputs
+
+
 def expand_inputs(args: Sequence[str], out_dir: Path, fmt: str) -> list[Job]:
-    """Files, folders (recursive) and globs -> jobs with mirrored output paths.
+    """Files, folders (recursive) and globs -> jobs with mirrored, distinct output paths.
 
     Raises :class:`UsageError` for inputs that do not exist and for an output folder that
     overlaps the inputs (a later run would read its own outputs, or an input be replaced).
@@ -126,10 +216,10 @@ def expand_inputs(args: Sequence[str], out_dir: Path, fmt: str) -> list[Job]:
             found.append((path, path.parent))
         elif glob.has_magic(arg):
             base = _glob_base(arg)
-            matches = sorted(glob.glob(arg, recursive=True))
+            matches = _glob(arg)
             if not matches:
                 raise UsageError(f"{arg}: no file matches this pattern")
-            for match in map(Path, matches):
+            for match in matches:
                 if match.is_dir():
                     found += [(f, base) for f in _walk(match)]
                     recursive_roots.append(match)
@@ -152,18 +242,14 @@ def expand_inputs(args: Sequence[str], out_dir: Path, fmt: str) -> list[Job]:
     if not unique:
         return []
     common = Path(os.path.commonpath([os.path.abspath(r) for _, r in unique.values()]))
-    jobs: list[Job] = []
+    sources, relatives = [], []
     for absolute, (file, _) in sorted(unique.items()):
         if _inside(Path(file).resolve(), out_real):
             raise UsageError(f"{file}: input is inside the output folder {out_dir}")
-        relative = Path(absolute).relative_to(common).as_posix()
-        jobs.append(Job(file, relative, out_dir / Path(relative).with_suffix(f".{fmt}")))
-    # photo.jpg and photo.tif would both become photo.png: those keep their suffix.
-    clashes = Counter(job.output for job in jobs)
-    for job in jobs:
-        if clashes[job.output] > 1:
-            job.output = out_dir / f"{job.relative}.{fmt}"
-    return jobs
+        sources.append(file)
+        relatives.append(Path(absolute).relative_to(common).as_posix())
+    outputs = plan_outputs(relatives, fmt)
+    return [Job(f, r, out_dir / o) for f, r, o in zip(sources, relatives, outputs)]
 
 
 def _round(values: dict[str, float]) -> dict[str, float]:
@@ -217,15 +303,70 @@ def _read(job: Job, max_pixels: int) -> tuple[Photo | ImageReadError, float]:
     return photo, time.perf_counter() - start
 
 
-def _save(image: Image.Image, path: Path, fmt: str) -> tuple[str | None, float]:
+def _os_reason(exc: OSError) -> str:
+    """``strerror``, with the file it is about when that is another one (a link on the way)."""
+    reason = exc.strerror or str(exc)
+    return f"{exc.filename}: {reason}" if isinstance(exc, UnsafePathError) else reason
+
+
+def _save(image: Image.Image, path: Path, fmt: str, root: Path | None) -> tuple[str | None, float]:
     """Write one output (in the writer thread); returns (error or None, seconds)."""
     start = time.perf_counter()
     try:
-        save_image(image, path, fmt)
+        save_image(image, path, fmt, root=root)
         error = None
     except OSError as exc:
-        error = f"cannot write {path} ({exc.strerror or exc})"
+        error = f"cannot write {path} ({_os_reason(exc)})"
     return error, time.perf_counter() - start
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what Slurm and Kubernetes send on pre-emption), handled like Ctrl-C."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+INTERRUPT_EXIT = {KeyboardInterrupt: 130, Terminated: 143}  # 128 + SIGINT, 128 + SIGTERM
+
+
+class Report:
+    """The ``--report`` file, one JSON line per input.
+
+    Opened by atomically replacing the path with a new file of our own (holding the earlier
+    run's complete lines with ``--skip-existing``), so it is never written through a link and
+    a kill leaves whole lines. A failed write (a full disk) is said once; the run goes on.
+    """
+
+    def __init__(self, path: Path, keep: bool = False) -> None:
+        self.path = path
+        self.error: str | None = None
+        initial = b""
+        if keep and path.is_file() and not path.is_symlink():
+            initial = path.read_bytes()
+            initial = initial[: initial.rfind(b"\n") + 1]  # no half line from a full disk
+        self.handle: BinaryIO | None = open_fresh(path, initial)
+
+    def write(self, record: dict) -> None:
+        if self.handle is None:
+            return
+        line = (json.dumps(record) + "\n").encode("utf-8")
+        try:
+            if self.handle.write(line) != len(line):
+                raise OSError(errno.ENOSPC, "short write (disk full?)")
+        except OSError as exc:
+            self.error = f"cannot write ({_os_reason(exc)}); it is incomplete from here on"
+            tqdm.write(f"colorize: error: report {self.path}: {self.error}", file=sys.stderr)
+            self.close()
+
+    def close(self) -> None:
+        if self.handle is not None:
+            handle, self.handle = self.handle, None
+            try:
+                handle.close()
+            except OSError:
+                pass
 
 
 @dataclass
@@ -237,15 +378,18 @@ class Summary:
     already_colour: int = 0
     seconds: float = 0.0
     domains: Counter = field(default_factory=Counter)
+    interrupted: KeyboardInterrupt | None = None  # Ctrl-C or SIGTERM stopped the run
+    left: int = 0  # inputs not reached because of the interruption
 
     def text(self) -> str:
         rate = self.done / self.seconds if self.seconds > 0 else 0.0
         domains = ", ".join(f"{d} {n}" for d, n in sorted(self.domains.items())) or "none"
+        left = f"; {self.left} not reached (interrupted)" if self.interrupted else ""
         return (
             f"colourized {self.done} photo(s) in {self.seconds:.1f} s ({rate:.2f} images/s); "
             f"per domain: {domains}; {self.fallbacks} by the judge (router unsure); "
             f"{self.already_colour} already in colour; {self.skipped} skipped (output exists); "
-            f"{self.failed} failed"
+            f"{self.failed} failed{left}"
         )
 
 
@@ -267,7 +411,13 @@ def _predict(
 
 
 def _finish_and_save(
-    colorizer: Colorizer, photo: Photo, prediction: Prediction, strength: float, job: Job, fmt: str
+    colorizer: Colorizer,
+    photo: Photo,
+    prediction: Prediction,
+    strength: float,
+    job: Job,
+    fmt: str,
+    root: Path | None,
 ) -> tuple[ColorizeResult | None, str | None, float]:
     """Join the colour with the full-resolution photo and write it (in a worker thread):
     (result, None, seconds) or (None, the reason it failed, seconds)."""
@@ -276,7 +426,7 @@ def _finish_and_save(
         result = colorizer.finish(photo, prediction, strength)
     except Exception as exc:  # noqa: BLE001 - one photo's failure is reported, the run goes on
         return None, f"colourizing failed ({type(exc).__name__}: {exc})", 0.0
-    error, _ = _save(result.image, job.output, fmt)
+    error, _ = _save(result.image, job.output, fmt, root)
     return (None if error else result), error, time.perf_counter() - start
 
 
@@ -293,8 +443,9 @@ def _declared_pixels(path: Path) -> int:
 def run(
     colorizer: Colorizer,
     jobs: list[Job],
-    report: TextIO | None,
+    report: Report | None,
     *,
+    out_dir: Path | None = None,
     domain: str | None = None,
     batch_size: int = 8,
     fmt: str = "png",
@@ -309,6 +460,8 @@ def run(
     one model-input shape until a batch is full (or the folder ends, or memory says stop),
     the models colour a bucket, and threads join the colour with each full-resolution photo
     and write it while the models colour the next. Report lines follow colouring order.
+    Outputs are written link-safely below ``out_dir``. On Ctrl-C or SIGTERM the outputs being
+    written are finished and reported, and the summary says it was interrupted.
     """
     from .colorizer import JUDGE
 
@@ -316,8 +469,7 @@ def run(
 
     def emit(record: dict) -> None:
         if report is not None:
-            report.write(json.dumps(record) + "\n")
-            report.flush()
+            report.write(record)
 
     def fail(job: Job, error: str, seconds: float, size: tuple[int, int] | None = None) -> None:
         summary.failed += 1
@@ -326,8 +478,10 @@ def run(
 
     def finish(pending: list) -> None:
         """Wait for a batch's writes, then report it (a reported output is on disk)."""
-        for job, size, result, seconds, future in pending:
+        while pending:
+            job, size, result, seconds, future = pending[0]
             error, save_seconds = future.result()
+            del pending[0]
             if error is not None:
                 fail(job, error, seconds + save_seconds, size)
             else:
@@ -340,7 +494,7 @@ def run(
 
     todo = deque()
     for job in jobs:
-        if skip_existing and job.output.is_file():
+        if skip_existing and job.output.is_file() and not job.output.is_symlink():
             summary.skipped += 1
             emit(report_line(job, None, 0.0, skipped=True))
         else:
@@ -385,7 +539,7 @@ def run(
                 fail(job, prediction, seconds + share, photo.size)
                 bar.update()
                 continue
-            args = (colorizer, photo, prediction, strength, job, fmt)
+            args = (colorizer, photo, prediction, strength, job, fmt, out_dir)
             future = finisher.submit(_finish_and_save, *args)
             writing.append((job, pixels, photo.size, seconds + share, future))
         while len(writing) > 2 * batch_size:  # the writers are behind: wait for them
@@ -404,34 +558,55 @@ def run(
         ThreadPoolExecutor(IO_THREADS, thread_name_prefix="decode") as decoder,
         ThreadPoolExecutor(IO_THREADS, thread_name_prefix="finish") as finisher,
     ):
-        while todo or decoding or buckets:
-            # decode ahead: a batch's worth in flight, within the memory budget
-            while todo and len(decoding) < batch_size and room(todo[0][1]):
-                job, pixels = todo.popleft()
-                held += pixels
-                decoding.append((job, pixels, decoder.submit(_read, job, max_pixels)))
-            if decoding:
-                job, pixels, future = decoding.popleft()
-                photo, seconds = future.result()
-                if isinstance(photo, ImageReadError):
-                    held -= pixels
-                    fail(job, photo.reason, seconds)
-                    bar.update()
-                    continue
-                held += photo.size[0] * photo.size[1] - pixels  # what it really holds
-                shape = colorizer.input_shape(photo)
-                buckets[shape].append((job, photo, seconds))
-                area = sum(p.size[0] * p.size[1] for _, p, _ in buckets[shape])
-                if len(buckets[shape]) >= batch_size or area >= BATCH_PIXELS:
-                    colour(shape)
-            elif buckets:  # nothing more to decode now (memory) or at all: colour the fullest
-                colour(fullest())
-            else:  # the budget is spent on photos being written: wait for the oldest
+        try:
+            while todo or decoding or buckets:
+                # decode ahead: a batch's worth in flight, within the memory budget
+                while todo and len(decoding) < batch_size and room(todo[0][1]):
+                    job, pixels = todo.popleft()
+                    held += pixels
+                    decoding.append((job, pixels, decoder.submit(_read, job, max_pixels)))
+                if decoding:
+                    job, pixels, future = decoding.popleft()
+                    photo, seconds = future.result()
+                    if isinstance(photo, ImageReadError):
+                        held -= pixels
+                        fail(job, photo.reason, seconds)
+                        bar.update()
+                        continue
+                    held += photo.size[0] * photo.size[1] - pixels  # what it really holds
+                    shape = colorizer.input_shape(photo)
+                    buckets[shape].append((job, photo, seconds))
+                    area = sum(p.size[0] * p.size[1] for _, p, _ in buckets[shape])
+                    if len(buckets[shape]) >= batch_size or area >= BATCH_PIXELS:
+                        colour(shape)
+                elif buckets:  # nothing more to decode now (memory) or at all: colour the fullest
+                    colour(fullest())
+                else:  # the budget is spent on photos being written: wait for the oldest
+                    collect(wait=True)
+            while writing:
                 collect(wait=True)
-        while writing:
-            collect(wait=True)
+        except KeyboardInterrupt as exc:  # Terminated (SIGTERM) included
+            summary.interrupted = exc
+            with _signals_ignored():
+                while writing:  # what the threads have in hand is finished and reported
+                    collect(wait=True)
     summary.seconds = time.perf_counter() - start
+    summary.left = len(jobs) - summary.done - summary.failed - summary.skipped
     return summary
+
+
+@contextmanager
+def _signals_ignored() -> Iterator[None]:
+    """While the last outputs are finished: a second Ctrl-C or SIGTERM does not cut it short."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 DESCRIPTION = """\
@@ -466,7 +641,7 @@ def build_parser(weights: Path | None = None) -> argparse.ArgumentParser:
         description=DESCRIPTION,
         epilog=f"{_domains_line(weights)}\n\n{EXAMPLES}\n\n"
         "exit codes: 0 all done, 1 some inputs failed (the rest are done and reported), "
-        "2 usage error.",
+        "2 usage error, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders or globs")
@@ -560,17 +735,71 @@ def _weights_arg(argv: Sequence[str]) -> Path | None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(_weights_arg(argv)).parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         return _main(args)
-    except UsageError as exc:
+    except (UsageError, WeightsError) as exc:
         print(f"colorize: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except WeightsError as exc:
-        print(f"colorize: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("colorize: interrupted; run again with --skip-existing to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # before any photo (while loading the models)
+        print(f"colorize: {_stopped_by(exc)} before any photo was started", file=sys.stderr)
+        return INTERRUPT_EXIT[type(exc)]
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _stopped_by(exc: KeyboardInterrupt) -> str:
+    return "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted (Ctrl-C)"
+
+
+def _check_writable(path: Path, what: str) -> None:
+    """Refuse, before any model loads, a folder we could not write in (or make)."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(existing))
+        check_writable(existing)
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename and Path(exc.filename) != path else ""
+        raise UsageError(f"{path}: cannot write the {what} there ({where}{exc.strerror})") from None
+
+
+def _check_report(path: Path, jobs: list[Job]) -> None:
+    """The report may not be a folder, an input or an output, and its folder must take it."""
+    if path.is_dir():
+        raise UsageError(f"--report {path}: is a folder; give a file name")
+    folders: dict[Path, str] = {}
+
+    def real(file: Path) -> str:  # the entry a rename would replace, folder links resolved
+        if file.parent not in folders:
+            folders[file.parent] = os.path.realpath(file.parent)
+        return os.path.join(folders[file.parent], file.name)
+
+    target = real(path)
+    for job in jobs:
+        if target == real(job.source):
+            raise UsageError(f"--report {path}: is an input; it would be replaced")
+        if target == real(job.output):
+            raise UsageError(f"--report {path}: is the output of {job.source}")
+    _check_writable(path.parent, "report")
+
+
+def _remove_leftovers(jobs: list[Job], out_dir: Path, report: Path | None) -> int:
+    """Temporary files of killed runs in the folders this run writes to (ours only)."""
+    folders = {job.output.parent for job in jobs} | {out_dir}
+    removed = 0
+    for folder in folders:
+        try:
+            removed += remove_stale_temps(folder, root=out_dir)
+        except OSError:  # a folder behind a link, unreadable ...: its writes will say why
+            pass
+    if report is not None:
+        removed += remove_stale_temps(report.parent)
+    return removed
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -590,6 +819,9 @@ def _main(args: argparse.Namespace) -> int:
     if args.domain is not None and known and args.domain not in known:
         raise UsageError(f"--domain {args.domain}: no such specialist (have {', '.join(known)})")
     jobs = expand_inputs(args.inputs, args.out, args.format)
+    _check_writable(args.out, "output folder")
+    if args.report is not None:
+        _check_report(args.report, jobs)
     total = len(jobs)
     if args.shard is not None:
         k, n = args.shard
@@ -611,15 +843,23 @@ def _main(args: argparse.Namespace) -> int:
         f"{time.perf_counter() - load_start:.1f} s on {device}, size {colorizer.size}",
         file=sys.stderr,
     )
+    removed = _remove_leftovers(jobs, args.out, args.report)
+    if removed:
+        print(
+            f"colorize: removed {removed} temporary file(s) left by a killed run", file=sys.stderr
+        )
     report = None
     if args.report is not None:
-        args.report.parent.mkdir(parents=True, exist_ok=True)
-        report = open(args.report, "a" if args.skip_existing else "w", encoding="utf-8")
+        try:
+            report = Report(args.report, keep=args.skip_existing)
+        except OSError as exc:
+            raise UsageError(f"--report {args.report}: cannot write ({_os_reason(exc)})") from None
     try:
         summary = run(
             colorizer,
             jobs,
             report,
+            out_dir=args.out,
             domain=args.domain,
             batch_size=args.batch_size,
             fmt=args.format,
@@ -632,6 +872,16 @@ def _main(args: argparse.Namespace) -> int:
         if report is not None:
             report.close()
     print(f"colorize: {summary.text()}", file=sys.stderr)
+    if summary.interrupted is not None:
+        listed = " (listed in the report)" if report is not None and not report.error else ""
+        print(
+            f"colorize: {_stopped_by(summary.interrupted)}: every output written is complete"
+            f"{listed}; run again with --skip-existing to do the {summary.left} left",
+            file=sys.stderr,
+        )
+        return INTERRUPT_EXIT[type(summary.interrupted)]
+    if report is not None and report.error:
+        return EXIT_FAILED
     return EXIT_FAILED if summary.failed else EXIT_OK
 
 

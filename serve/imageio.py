@@ -11,14 +11,16 @@ EPS, whose plugin runs Ghostscript), and truncated data is refused rather than p
 """
 
 import os
-import uuid
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from common.files import atomic_write
 from common.links import follow_link_file
 
 MAX_SIDE = 16384
@@ -161,6 +163,39 @@ def _formats() -> list[str]:
     return [name for name in FORMATS if name in Image.OPEN]
 
 
+_PILLOW_LIMIT = threading.Lock()
+
+
+def _open(handle: BinaryIO) -> Image.Image:
+    """``Image.open`` of the allowed formats, without Pillow's own pixel limit.
+
+    Pillow refuses over twice ``Image.MAX_IMAGE_PIXELS`` with its own message and limit; we
+    check the declared size ourselves (:func:`check_dimensions`), so only for such files is
+    it reopened with that limit lifted, under a lock (the limit is a module global).
+    """
+    try:
+        return Image.open(handle, formats=_formats())
+    except Image.DecompressionBombError:
+        handle.seek(0)
+        with _PILLOW_LIMIT:
+            limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                return Image.open(handle, formats=_formats())
+            finally:
+                Image.MAX_IMAGE_PIXELS = limit
+
+
+def _bit_depth_note(image: Image.Image) -> str | None:
+    """A note when Pillow reduces 16-bit colour to 8 bits (it keeps 16-bit grey only)."""
+    if image.mode not in ("RGB", "RGBA") or not image.tile:
+        return None
+    args = image.tile[0][3]
+    rawmode = args if isinstance(args, str) else (args[0] if args else "")
+    if isinstance(rawmode, str) and ";16" in rawmode:
+        return "16-bit colour read as 8-bit (Pillow keeps 16 bits for grey only)"
+    return None
+
+
 def read_image(path: str | Path, max_side: int = MAX_SIDE, max_pixels: int = MAX_PIXELS) -> Photo:
     """Decode ``path`` safely; raises :class:`ImageReadError` with a reason on any problem."""
     path = Path(path)
@@ -174,7 +209,7 @@ def read_image(path: str | Path, max_side: int = MAX_SIDE, max_pixels: int = MAX
         if os.fstat(handle.fileno()).st_size == 0:
             raise ImageReadError(path, "empty file")
         try:
-            with Image.open(handle, formats=_formats()) as image:
+            with _open(handle) as image:
                 refusal = check_dimensions(*image.size, max_side=max_side, max_pixels=max_pixels)
                 if refusal:
                     raise ImageReadError(path, refusal)
@@ -182,6 +217,9 @@ def read_image(path: str | Path, max_side: int = MAX_SIDE, max_pixels: int = MAX
                 expected = _SUFFIX_FORMATS.get(path.suffix.lower())
                 if expected is not None and image.format not in expected:
                     notes.append(f"{image.format} content in a {path.suffix} file")
+                depth = _bit_depth_note(image)
+                if depth:
+                    notes.append(depth)
                 frames = getattr(image, "n_frames", 1)
                 if frames > 1:
                     image.seek(0)
@@ -204,26 +242,25 @@ def read_image(path: str | Path, max_side: int = MAX_SIDE, max_pixels: int = MAX
     return photo
 
 
-def save_image(image: Image.Image, path: str | Path, fmt: str = "png", quality: int = 95) -> None:
-    """Write ``image`` to ``path`` atomically: a hidden temporary file, then a rename.
+def save_image(
+    image: Image.Image,
+    path: str | Path,
+    fmt: str = "png",
+    quality: int = 95,
+    *,
+    root: str | Path | None = None,
+) -> None:
+    """Write ``image`` to ``path`` atomically and link-safely (``common.files.atomic_write``;
+    ``root``: the output tree, no symbolic link below it is followed).
 
     A run killed mid-write leaves no half-written output, so ``--skip-existing`` can trust
     any output file it finds. JPEG has no alpha channel: an RGBA image loses it there.
     """
     if fmt not in SAVE_FORMATS:
         raise ValueError(f"unknown output format {fmt!r}: use {' or '.join(SAVE_FORMATS)}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     options: dict[str, object] = {"compress_level": 1} if fmt == "png" else {"quality": quality}
     if fmt == "jpg" and image.mode not in ("RGB", "L"):
         image = image.convert("RGB")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "xb") as handle:
-            image.save(handle, format=SAVE_FORMATS[fmt], **options)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write(
+        path, lambda handle: image.save(handle, format=SAVE_FORMATS[fmt], **options), root=root
+    )

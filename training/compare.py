@@ -24,7 +24,8 @@ import torch
 
 import discriminators
 import specialists
-from specialists.checkpoint import CheckpointError, read_config, write_json
+from common.files import atomic_write_json, atomic_write_text
+from specialists.checkpoint import CheckpointError, read_config
 from training.data import ColourPhotos, find_images, scan_images
 from training.quality import (
     colour_metrics,
@@ -203,7 +204,7 @@ def write_report(rows: list[dict], shared: dict, out: Path, grid: dict[str, torc
     """``table.md``, ``results.json`` (rows, the shared training settings, the machine), grid."""
     out.mkdir(parents=True, exist_ok=True)
     table = markdown_table(rows, TABLE_COLUMNS)
-    (out / "table.md").write_text(table)
+    atomic_write_text(out / "table.md", table)
     save_comparison_grid(grid, out / "grid.png")
     machine = {
         "device": shared["device"],
@@ -214,7 +215,7 @@ def write_report(rows: list[dict], shared: dict, out: Path, grid: dict[str, torc
         "platform": platform.platform(),
     }
     report = {"command": sys.argv, "training": shared, "machine": machine, "rows": rows}
-    write_json(out / "results.json", report)
+    atomic_write_json(out / "results.json", report)
     print(table)
     print(f"wrote {out / 'table.md'}, {out / 'results.json'} and {out / 'grid.png'}")
 

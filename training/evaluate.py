@@ -65,6 +65,7 @@ from torch import nn
 from tqdm import tqdm
 
 import serve  # noqa: F401  (first: its OpenMP settings must precede heavy torch work)
+from common.files import atomic_write_json, atomic_write_text
 from router.evaluate import SPLITS, collect, relative_name
 from router.evaluate import UsageError as CollectError
 from serve.colorizer import Colorizer, Decision
@@ -72,7 +73,6 @@ from serve.imageio import ImageReadError, Photo, read_image
 from serve.transfer import model_input, model_shape, rejoin
 from serve.weights import WeightsError, default_weights_dir
 from specialists.backbones import create_backbone, offline_weights_available
-from specialists.checkpoint import write_json
 from specialists.output import predict_ab
 from training.data import evenly_spaced
 from training.quality import image_metrics, markdown_table, save_comparison_grid
@@ -914,13 +914,11 @@ def write_outputs(report: dict, markdown: str, run: Run, args: argparse.Namespac
     if grid_path is not None and save_grid(run, args.general, grid_path):
         report["grid"] = str(grid_path)
     if md_path is not None:
-        md_path.parent.mkdir(parents=True, exist_ok=True)
-        md_path.write_text(markdown + "\n")
+        atomic_write_text(md_path, markdown + "\n")
         report["markdown"] = str(md_path)
     if json_path is not None:
         report["json"] = str(json_path)
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        write_json(json_path, report)
+        atomic_write_json(json_path, report)
     for key in ("markdown", "grid", "json"):
         if key in report:
             print(f"{key}: {report[key]}")

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import specialists
+from common.files import atomic_write_text
 from discriminators import load_discriminator
 from router import RouterError, load_router
 from specialists.checkpoint import CheckpointError, read_config
@@ -207,11 +208,11 @@ def write_cards(weights: Path, evaluation: dict | None) -> list[Path]:
     """Write ``router/MODEL_CARD.md`` and ``specialists/<domain>.md``; returns their paths."""
     written = []
     router_dir = weights / "router"
-    (router_dir / CARD).write_text(router_card(router_dir, evaluation))
+    atomic_write_text(router_dir / CARD, router_card(router_dir, evaluation))
     written.append(router_dir / CARD)
     for path in sorted((weights / "specialists").glob("*.safetensors")):
         card = path.with_suffix(".md")
-        card.write_text(specialist_card(path, evaluation))
+        atomic_write_text(card, specialist_card(path, evaluation))
         written.append(card)
     return written
 

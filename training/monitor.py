@@ -1,6 +1,7 @@
 """What a run leaves to watch a GAN train: metrics.csv, a loss plot and sample grids."""
 
 import csv
+import io
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,6 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from torchvision.utils import save_image  # noqa: E402
+
+from common.files import atomic_write, atomic_write_text  # noqa: E402
 
 COLUMNS = [
     "step",
@@ -30,26 +33,29 @@ COLUMNS = [
 
 
 class MetricsLog:
-    """Append-only CSV of training metrics; on resume, rows after the checkpoint are dropped."""
+    """CSV of training metrics, rewritten atomically per row (a kill never leaves half a
+    file); on resume, rows after the checkpoint are dropped."""
 
     def __init__(self, path: Path, resume_step: int) -> None:
         self.path = Path(path)
         rows = self.read() if self.path.exists() else []
-        kept = [r for r in rows if int(r["step"]) <= resume_step]
-        with open(self.path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-            writer.writeheader()
-            writer.writerows(kept)
+        self.rows = [r for r in rows if int(r["step"]) <= resume_step]
+        self._write()
 
     def read(self) -> list[dict[str, str]]:
         with open(self.path, newline="") as handle:
             return list(csv.DictReader(handle))
 
     def append(self, row: Mapping[str, float | int | str]) -> None:
-        with open(self.path, "a", newline="") as handle:
-            csv.DictWriter(handle, fieldnames=COLUMNS).writerow(
-                {k: _fmt(k, row.get(k, "")) for k in COLUMNS}
-            )
+        self.rows.append({k: _fmt(k, row.get(k, "")) for k in COLUMNS})
+        self._write()
+
+    def _write(self) -> None:
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        atomic_write_text(self.path, text.getvalue())
 
 
 def _fmt(key: str, value: float | int | str) -> str:
@@ -85,10 +91,8 @@ def plot_losses(csv_path: Path, png_path: Path) -> None:
         axes[1].legend()
     axes[1].set_title("validation PSNR" if axes[1].lines else "validation PSNR: no val photos")
     fig.tight_layout()
-    tmp = png_path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=90)
+    atomic_write(png_path, lambda handle: fig.savefig(handle, format="png", dpi=90))
     plt.close(fig)
-    tmp.replace(png_path)
 
 
 def save_sample_grid(
@@ -96,5 +100,6 @@ def save_sample_grid(
 ) -> None:
     """One row per image: grayscale input | prediction | ground truth."""
     rows = torch.stack((gray.expand_as(truth), pred, truth), dim=1).flatten(0, 1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(rows.cpu(), path, nrow=3, padding=2)
+    atomic_write(
+        path, lambda handle: save_image(rows.cpu(), handle, nrow=3, padding=2, format="png")
+    )

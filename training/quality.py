@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 from torch import nn
 from torchvision.utils import make_grid
 
+from common.files import atomic_write
 from specialists.lab import join_lab, split_lab
 from specialists.metrics import colourfulness, psnr, ssim
 from specialists.output import predict_ab
@@ -116,8 +117,8 @@ def save_comparison_grid(columns: Mapping[str, torch.Tensor], path: Path) -> Non
     for index, name in enumerate(names):
         draw.text((index * cell + 3, 1), name[:width], fill="black")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(path)
+    fmt = Image.registered_extensions()[path.suffix.lower()]
+    atomic_write(path, lambda handle: canvas.save(handle, format=fmt))
 
 
 def markdown_table(rows: Sequence[Mapping[str, object]], columns: Mapping[str, str]) -> str:

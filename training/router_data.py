@@ -16,7 +16,7 @@ from safetensors.torch import load, save
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from router.index import write_bytes_atomic
+from common.files import atomic_write_bytes
 from router.preprocess import IMAGE_ERRORS, fit_square, load_l_norm, resize_short_side
 from training.data import find_images, list_domains
 
@@ -148,7 +148,7 @@ def trunk_outputs(
             oks.append(ok)
             bar.update(len(ok))
         trunk, ok = torch.cat(parts), torch.cat(oks)
-        write_bytes_atomic(shards[start // SHARD], save({"trunk": trunk, "ok": ok}))
+        atomic_write_bytes(shards[start // SHARD], save({"trunk": trunk, "ok": ok}))
         outputs.append(trunk)
         masks.append(ok)
     bar.close()

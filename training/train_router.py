@@ -14,6 +14,7 @@
 
 import argparse
 import csv
+import io
 import math
 import os
 import sys
@@ -26,6 +27,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from common.files import atomic_write, atomic_write_json, atomic_write_text
 from router.net import ROUTERS
 from router.router import Router
 from specialists.checkpoint import (
@@ -34,7 +36,6 @@ from specialists.checkpoint import (
     save_checkpoint,
     strip_prefix,
     with_prefix,
-    write_json,
 )
 from specialists.cli import HelpFormatter, catalogue, plain
 from training.data import HOLDOUT, PLAIN_VAL_PERCENT, has_holdout_folder, has_splits, is_held_out
@@ -285,10 +286,11 @@ class History:
 
     def append(self, row: dict) -> None:
         self.rows.append(row)
-        with open(self.csv, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=self.COLUMNS)
-            writer.writeheader()
-            writer.writerows(self.rows)
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=self.COLUMNS)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        atomic_write_text(self.csv, text.getvalue())
         self._plot()
 
     def _plot(self) -> None:
@@ -308,7 +310,7 @@ class History:
             ax.set_title(title)
             ax.legend()
         fig.tight_layout()
-        fig.savefig(self.png, dpi=90)
+        atomic_write(self.png, lambda handle: fig.savefig(handle, format="png", dpi=90))
         plt.close(fig)
 
 
@@ -486,7 +488,7 @@ def train(cfg: RouterTrainConfig) -> dict:
     router.save(out / "router")
     reports = out / "reports"
     write_reports(metrics, domains, reports)
-    write_json(reports / "metrics.json", metrics)
+    atomic_write_json(reports / "metrics.json", metrics)
     _summary(metrics, domains, out)
     return metrics
 

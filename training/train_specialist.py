@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 import discriminators
 import specialists
+from common.files import atomic_write_json
 from specialists.checkpoint import (
     CheckpointError,
     build_from_checkpoint,
@@ -35,7 +36,6 @@ from specialists.checkpoint import (
     read_config,
     save_checkpoint,
     with_prefix,
-    write_json,
 )
 from specialists.cli import HelpFormatter, catalogue
 from specialists.lab import join_lab, split_lab
@@ -457,7 +457,7 @@ def train(config: TrainConfig) -> dict:
         if ddp.main and (force or time.time() - progress_at >= PROGRESS_EVERY_S):
             progress_at = time.time()
             state = {"step": step, "stop": stop, "total": total, "time": progress_at}
-            write_json(out / PROGRESS, state | {"metrics": last_row})
+            atomic_write_json(out / PROGRESS, state | {"metrics": last_row})
 
     def save(step: int, metrics: dict[str, float]) -> None:
         if not ddp.main:
