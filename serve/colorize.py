@@ -324,10 +324,38 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (what Slurm and Kubernetes send on pre-emption), handled like Ctrl-C."""
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise Terminated()
+class _Signals:
+    """Ctrl-C and SIGTERM as exceptions, held back while finished photos are being reported.
+
+    They are raised at once while photos are read or coloured; inside :meth:`held` (waiting
+    for a batch's writes and writing its report lines) they wait for its end, so every output
+    on disk is in the report. ``main`` installs :meth:`handle` for both signals.
+    """
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.waiting: type[KeyboardInterrupt] | None = None
+
+    def handle(self, signum: int, frame: object) -> None:
+        kind = Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+        if not self.depth:
+            raise kind()
+        self.waiting = self.waiting or kind
+
+    @contextmanager
+    def held(self, then_raise: bool = True) -> Iterator[None]:
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+            if not self.depth and self.waiting is not None:
+                kind, self.waiting = self.waiting, None
+                if then_raise:
+                    raise kind()
 
 
+SIGNALS = _Signals()
 INTERRUPT_EXIT = {KeyboardInterrupt: 130, Terminated: 143}  # 128 + SIGINT, 128 + SIGTERM
 
 
@@ -510,20 +538,21 @@ def run(
         """Report finished writes, oldest first (a reported output is on disk); with ``wait``,
         wait for the oldest first."""
         nonlocal held
-        while writing and (wait or writing[0][-1].done()):
-            job, pixels, size, seconds, future = writing.popleft()
-            result, error, finish_seconds = future.result()
-            held -= pixels
-            if error is not None:
-                fail(job, error, seconds + finish_seconds, size)
-            else:
-                summary.done += 1
-                summary.domains[result.domain] += 1
-                summary.fallbacks += result.strategy == JUDGE
-                summary.already_colour += result.already_colour
-                emit(report_line(job, result, seconds + finish_seconds, size=size))
-            bar.update()
-            wait = False
+        with SIGNALS.held():  # a photo on disk is in the report before a signal stops the run
+            while writing and (wait or writing[0][-1].done()):
+                job, pixels, size, seconds, future = writing.popleft()
+                result, error, finish_seconds = future.result()
+                held -= pixels
+                if error is not None:
+                    fail(job, error, seconds + finish_seconds, size)
+                else:
+                    summary.done += 1
+                    summary.domains[result.domain] += 1
+                    summary.fallbacks += result.strategy == JUDGE
+                    summary.already_colour += result.already_colour
+                    emit(report_line(job, result, seconds + finish_seconds, size=size))
+                bar.update()
+                wait = False
 
     def colour(shape: tuple[int, int]) -> None:
         """Run the models on one bucket and hand its photos to the finishing threads."""
@@ -540,8 +569,9 @@ def run(
                 bar.update()
                 continue
             args = (colorizer, photo, prediction, strength, job, fmt, out_dir)
-            future = finisher.submit(_finish_and_save, *args)
-            writing.append((job, pixels, photo.size, seconds + share, future))
+            with SIGNALS.held():  # a photo handed to a writer is always collected
+                future = finisher.submit(_finish_and_save, *args)
+                writing.append((job, pixels, photo.size, seconds + share, future))
         while len(writing) > 2 * batch_size:  # the writers are behind: wait for them
             collect(wait=True)
         collect(wait=False)
@@ -587,26 +617,12 @@ def run(
                 collect(wait=True)
         except KeyboardInterrupt as exc:  # Terminated (SIGTERM) included
             summary.interrupted = exc
-            with _signals_ignored():
+            with SIGNALS.held(then_raise=False):  # a second signal does not cut this short
                 while writing:  # what the threads have in hand is finished and reported
                     collect(wait=True)
     summary.seconds = time.perf_counter() - start
     summary.left = len(jobs) - summary.done - summary.failed - summary.skipped
     return summary
-
-
-@contextmanager
-def _signals_ignored() -> Iterator[None]:
-    """While the last outputs are finished: a second Ctrl-C or SIGTERM does not cut it short."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 DESCRIPTION = """\
@@ -735,8 +751,11 @@ def _weights_arg(argv: Sequence[str]) -> Path | None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(_weights_arg(argv)).parse_args(argv)
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {
+            sig: signal.signal(sig, SIGNALS.handle) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
     try:
         return _main(args)
     except (UsageError, WeightsError) as exc:
@@ -746,8 +765,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"colorize: {_stopped_by(exc)} before any photo was started", file=sys.stderr)
         return INTERRUPT_EXIT[type(exc)]
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _stopped_by(exc: KeyboardInterrupt) -> str:
