@@ -22,10 +22,10 @@ own flags go in --router-args.
 
 import argparse
 import shlex
-import shutil
 import sys
 from pathlib import Path
 
+from common.files import atomic_write_bytes
 from router import RouterError, load_router
 from specialists.checkpoint import CheckpointError
 from specialists.cli import HelpFormatter, plain
@@ -44,11 +44,9 @@ def ship_router(source: Path, out: Path) -> None:
 
 def keep_specialist(source: Path, out: Path) -> None:
     """Copy a shipped specialist (and its JSON config) into ``out/specialists``."""
-    folder = out / SPECIALISTS
-    folder.mkdir(parents=True, exist_ok=True)
     for path in (source, source.with_suffix(".json")):
         if path.is_file():
-            shutil.copyfile(path, folder / path.name)
+            atomic_write_bytes(out / SPECIALISTS / path.name, path.read_bytes())
 
 
 def ship(
