@@ -8,6 +8,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from tests.conftest import make_split_folder
+from tests.test_files import hanging_writer, temps
 from training.data import find_images, list_domains, scan_images
 from training.train_specialist import TrainConfig, UsageError, main, parse_args, train
 
@@ -59,8 +60,14 @@ def test_run_folder_holds_everything_to_watch(photo_folder, tmp_path, capsys):
     last = _rows(run)[-1]
     assert float(last["val_psnr"]) > 0 and float(last["val_colourfulness_true"]) > 0
     assert float(last["time"]) > 1.7e9  # wall clock in epoch seconds
+    for folder in (run, run / "samples"):  # a run killed with SIGKILL mid-write
+        killed = hanging_writer(folder / "x.png")
+        killed.kill()
+        killed.wait()
+        assert len(temps(folder)) == 1
     assert main([*_argv(photo_folder, run), "--steps", "6"]) == 0
     assert "resuming from" in capsys.readouterr().out
+    assert temps(run) == temps(run / "samples") == []  # the resumed run removed them
 
 
 def _argv(data, run):

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from common.files import atomic_write, atomic_write_json, atomic_write_text
+from common.files import atomic_write, atomic_write_json, atomic_write_text, remove_stale_temps
 from router.net import ROUTERS
 from router.router import Router
 from specialists.checkpoint import (
@@ -328,6 +328,8 @@ def train(cfg: RouterTrainConfig) -> dict:
         cfg.calibrate_on = "val"
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    for folder in (out, out / "router", out / "reports"):  # a killed run's temporary files
+        remove_stale_temps(folder)
     torch.manual_seed(cfg.seed)
 
     from router.net import create_router_net

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 import discriminators
 import specialists
-from common.files import atomic_write_json
+from common.files import atomic_write_json, remove_stale_temps
 from specialists.checkpoint import (
     CheckpointError,
     build_from_checkpoint,
@@ -444,6 +444,9 @@ def train(config: TrainConfig) -> dict:
     g_model, d_model = ddp.wrap(generator, device), ddp.wrap(discriminator, device)
 
     out.mkdir(parents=True, exist_ok=True)
+    if ddp.main:  # temporary files of a killed run's writes (never a live writer's)
+        for folder in (out, out / "samples"):
+            remove_stale_temps(folder)
     log = MetricsLog(out / "metrics.csv", step) if ddp.main else None
     samples = {
         "train": fixed_samples(train_set, config.num_samples).to(device),
