@@ -30,8 +30,12 @@ def _photo(domain: str, rng: np.random.Generator, size: tuple[int, int]) -> np.n
         period = rng.integers(6, 10)
         gray = 0.15 + 0.7 * (((np.arange(h)[:, None] + np.arange(w)[None, :]) // period) % 2)
     gray = np.clip(gray + rng.normal(0, 0.03, (h, w)), 0, 1)
-    tint = rng.uniform(0.5, 1.0, 3)  # a random colour cast: the router must ignore colour
-    rgb = np.clip(gray[..., None] * tint / tint.max() + 0.1 * (1 - tint), 0, 1)
+    # random colours, two blended across the photo (a colour photo, not one toned with a
+    # single tint, which training would skip): the router must ignore colour
+    first = rng.permutation([1.0, *rng.uniform(0.4, 0.7, 2)])
+    second = np.roll(first, 1)  # another channel dominates on the other side
+    tint = first + (second - first) * xx[..., None] / max(xx.max(), 1e-9)
+    rgb = np.clip(gray[..., None] * tint + 0.1 * (1 - tint), 0, 1)
     return (rgb * 255).astype(np.uint8)
 
 

@@ -553,10 +553,9 @@ def _summary(metrics: dict, domains: list[str], out: Path) -> None:
         f"kNN alone {metrics['accuracy_knn_only']:.4f})"
     )
     for d in domains:
-        s = metrics["per_domain"][d]
-        print(
-            f"  {d:>12}: precision {s['precision']:.4f} recall {s['recall']:.4f} F1 {s['f1']:.4f}"
-        )
+        s = {k: "n/a" if v is None else f"{v:.4f}" for k, v in metrics["per_domain"][d].items()}
+        # None: nothing was routed to the domain, or nothing belongs to it
+        print(f"  {d:>12}: precision {s['precision']} recall {s['recall']} F1 {s['f1']}")
     print(
         f"ECE on val before calibration {metrics['ece_before']:.4f}, "
         f"after {metrics['ece_after']:.4f}"
