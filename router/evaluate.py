@@ -1,8 +1,9 @@
 """Measure a router on labelled photos: ``python -m router.evaluate DATA_DIR [--weights DIR]``.
 
 DATA_DIR holds one folder of photos per domain, or ``val/<domain>`` and ``test/<domain>``
-splits. Photos are reduced to grayscale first (routing always sees what a user's black and
-white photo would look like). Photos loose in DATA_DIR, or in a folder that is not one of the
+splits. Photos are decoded and reduced to the router's grayscale input exactly as serving
+does (``router.preprocess.load_pixels`` and ``router_view``), so the figures are those of
+what is served. Photos loose in DATA_DIR, or in a folder that is not one of the
 router's domains, are routed and listed but not scored. Unreadable files are reported and
 skipped.
 """
@@ -30,7 +31,7 @@ from .metrics import (
     per_domain_scores,
     plot_confusion,
 )
-from .preprocess import IMAGE_ERRORS, fit_square, is_image_file, load_l_norm
+from .preprocess import IMAGE_ERRORS, is_image_file, load_pixels, router_view
 from .router import Router, load_router
 
 SPLITS = ("train", "holdout", "val", "test")
@@ -96,7 +97,7 @@ class _Inputs(Dataset):
 
     def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str]:
         try:
-            return i, fit_square(load_l_norm(self.photos[i].path), self.size)[0], ""
+            return i, router_view(load_pixels(self.photos[i].path), self.size)[0], ""
         except IMAGE_ERRORS as exc:
             return i, None, f"{type(exc).__name__}: {exc}"
 

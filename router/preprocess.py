@@ -3,6 +3,11 @@
 The router sees what a user's black-and-white photo would look like: colour files are
 reduced to their CIE L channel first (the same L the specialists colour), then the short
 side is resized to the router's input size and the centre square is kept.
+
+:func:`router_view` is the one way a decoded photo becomes the router's input: serving
+(``serve.Colorizer``) and ``python -m router.evaluate`` both call it (through
+``Router.view``), on pixels decoded alike (:func:`load_pixels` gives what
+``serve.imageio.read_image`` gives), so evaluation measures exactly what is served.
 """
 
 import warnings
@@ -16,6 +21,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from common.links import follow_link_file
 from specialists.lab import normalize_l, rgb_to_lightness
 
+SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}  # Pillow's 16/32-bit grey
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 # What a broken or unsupported image file raises when decoded.
 IMAGE_ERRORS = (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError)
@@ -37,6 +43,42 @@ def load_l_norm(path: str | Path) -> torch.Tensor:
             rgb = ImageOps.exif_transpose(image).convert("RGB")
     array = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0)
     return rgb_to_l_norm(array.permute(2, 0, 1).unsqueeze(0))
+
+
+def load_pixels(path: str | Path) -> np.ndarray:
+    """Decode an image file to upright pixels as serving decodes them: grey (H, W) or RGB
+    (H, W, 3), uint8, or uint16 for 16-bit grey; alpha dropped, grey-valued RGB made grey.
+
+    Raises one of ``IMAGE_ERRORS`` for files that cannot be decoded.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image)
+            if image.mode in SIXTEEN_BIT_MODES:
+                return np.clip(np.asarray(image), 0, 65535).astype(np.uint16)
+            grey = image.mode in ("L", "LA", "La", "1")
+            pixels = np.asarray(image.convert("L" if grey else "RGB"))
+    if pixels.ndim == 3 and (pixels == pixels[..., :1]).all():
+        pixels = pixels[..., 0]
+    return np.ascontiguousarray(pixels)
+
+
+def router_view(pixels: np.ndarray, size: int) -> torch.Tensor:
+    """A decoded photo (grey (H, W) or RGB (H, W, 3), uint8 or uint16) -> the router's input
+    (1, 1, size, size): short side resized to ``size`` (Pillow's antialiased bilinear, on the
+    pixels, so a big scan is never converted at full resolution), CIE L, centre square."""
+    height, width = pixels.shape[:2]
+    scale = size / min(height, width)
+    shape = (max(size, round(width * scale)), max(size, round(height * scale)))
+    levels = 65535.0 if pixels.dtype == np.uint16 else 255.0
+    planes = [pixels] if pixels.ndim == 2 else [pixels[..., c] for c in range(3)]
+    small = [
+        np.asarray(Image.fromarray(p.astype(np.float32)).resize(shape, Image.Resampling.BILINEAR))
+        for p in planes
+    ]
+    rgb = torch.from_numpy(np.stack(small * (3 // len(small)))).unsqueeze(0) / levels
+    return fit_square(rgb_to_l_norm(rgb.clamp(0.0, 1.0)), size)
 
 
 def rgb_to_l_norm(rgb: torch.Tensor) -> torch.Tensor:

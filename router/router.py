@@ -23,7 +23,7 @@ from .decision import Neighbour, RouteDecision
 from .errors import RouterError, RouterNotFoundError
 from .index import NeighbourIndex
 from .net import create_router_net
-from .preprocess import check_l_norm, fit_square
+from .preprocess import check_l_norm, fit_square, router_view
 
 WEIGHTS_FILE = "router.safetensors"
 ROLE = "router"
@@ -82,6 +82,11 @@ class Router:
         self.config = dict(config or {})
         self.device = device
         self.input_size = int(net.input_size)
+
+    def view(self, pixels: np.ndarray) -> torch.Tensor:
+        """A decoded photo's pixels -> this router's input (1, 1, S, S), for :meth:`route`:
+        what serving and ``router.evaluate`` both route on."""
+        return router_view(pixels, self.input_size)
 
     def prepare(self, l_norm: torch.Tensor) -> torch.Tensor:
         """Any-size lightness (B, 1, H, W) -> the router's square input."""

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 import torch
 from PIL import Image
 from torch import nn
@@ -56,7 +57,7 @@ class RouterLike(Protocol):
     domains: list[str]
     threshold: float
 
-    def prepare(self, l_norm: torch.Tensor) -> torch.Tensor: ...
+    def view(self, pixels: np.ndarray) -> torch.Tensor: ...
 
     def route(self, l_norm: torch.Tensor) -> Sequence[Decision]: ...
 
@@ -243,6 +244,13 @@ class Colorizer:
             self.finish(p, pred, strength) for p, pred in zip(photos, self.predict(photos, domain))
         ]
 
+    def route(self, photos: Sequence[Photo]) -> list[Decision]:
+        """The router's decisions for decoded photos, on ``router.view`` of their own pixels
+        (what ``python -m router.evaluate`` measures, whatever the model size)."""
+        if not photos:
+            return []
+        return list(self.router.route(torch.cat([self.router.view(p.pixels) for p in photos])))
+
     def input_shape(self, photo: Photo) -> tuple[int, int]:
         """(height, width) the models see this photo at: its bucket (``transfer.model_shape``)."""
         return model_shape(*photo.size, self.size, self.stride)
@@ -270,9 +278,8 @@ class Colorizer:
         with torch.autocast("cuda", torch.float16, enabled=self.device.type == "cuda"):
             decisions: dict[int, Decision] = {}
             if domain is None and photos:
-                squares = torch.cat([self.router.prepare(x) for x in inputs.values()])
                 order = [i for members in groups.values() for i in members]
-                decisions = dict(zip(order, self.router.route(squares)))
+                decisions = dict(zip(order, self.route([photos[i] for i in order])))
             for shape, members in groups.items():
                 ruled = [decisions[i] for i in members] if domain is None else None
                 for i, prediction in zip(members, self._colour(inputs[shape], domain, ruled)):

@@ -6,10 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from serve import Colorizer, read_image
-from serve.transfer import model_input, model_shape
 from specialists.backbones import offline_weights_available
 from specialists.metrics import psnr
 from tests.conftest import make_split_folder
@@ -112,9 +110,7 @@ def test_served_choice_and_colours_match_the_colorizer(data, weights):
     items, _ = evaluate.find_items(data, None)
     probe = Colorizer.from_weights(weights)
     photos = [read_image(i.path) for i in items]
-    shape = model_shape(*photos[0].size, probe.size, probe.stride)
-    l_norm = torch.cat([model_input(p.pixels, shape) for p in photos])
-    confidences = [d.confidence for d in probe.router.route(l_norm)]
+    confidences = [d.confidence for d in probe.route(photos)]
     threshold = float(np.median(confidences))  # some photos route, some fall back
     colorizer = Colorizer.from_weights(weights, threshold=threshold)
     run = evaluate.colour_all(colorizer, items, data, batch_size=3)

@@ -4,14 +4,13 @@ from collections import Counter
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from skimage import color
 
 from discriminators.scoring import Judge
 from serve import FORCED, JUDGE, ROUTER, Colorizer
 from serve.imageio import from_pil
-from serve.transfer import full_lightness, model_input, model_shape, rejoin
+from serve.transfer import full_lightness, model_input, rejoin
 from specialists.output import predict_ab
 from tests.serve_support import (
     COLOURS,
@@ -51,9 +50,7 @@ def test_confident_photos_use_the_routed_specialist_only(weights):
     results = colorizer.colorize_batch(photos)
     for h in handles:
         h.remove()
-    shape = model_shape(96, 64, 64, 32)
-    l_norm = torch.cat([model_input(from_pil(p).pixels, shape) for p in photos])
-    decisions = colorizer.router.route(l_norm)
+    decisions = colorizer.route([from_pil(p) for p in photos])
     for result, decision in zip(results, decisions):
         assert result.strategy == ROUTER and result.scores == {}
         assert result.domain == decision.domain
@@ -98,7 +95,7 @@ def test_mixed_batch_gives_each_photo_its_own_colours_unchanged(weights):
     for photo, result, shape in zip(photos, results, [(64, 96), (128, 64), (64, 64)]):
         pixels = from_pil(photo).pixels
         l_norm = model_input(pixels, shape)
-        decision = colorizer.router.route(l_norm)[0]
+        decision = colorizer.router.route(colorizer.router.view(pixels))[0]
         ab = predict_ab(colorizer.generators[decision.domain], l_norm)[0]
         expected = rejoin(pixels, ab)
         assert result.model_size == (shape[1], shape[0]) and result.domain == decision.domain

@@ -303,7 +303,7 @@ def score_group(
     """Route, colour with every specialist and judge a batch of same-shape photos once."""
     shape = model_shape(*photos[0].size, colorizer.size, colorizer.stride)
     l_norm = torch.cat([model_input(p.pixels, shape, colorizer.device) for p in photos])
-    decisions = colorizer.router.route(l_norm)
+    decisions = colorizer.route(photos)
     names = colorizer.domains
     candidates = [predict_ab(colorizer.generators[name], l_norm) for name in names]
     if colorizer.judge is not None:
