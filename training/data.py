@@ -15,6 +15,7 @@ and counted.
 """
 
 import hashlib
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,15 @@ def has_holdout_folder(root: str | Path) -> bool:
     return (Path(root) / HOLDOUT).is_dir()
 
 
+def in_holdout(root: str | Path, path: Path) -> bool:
+    """Whether ``path`` (found under ``root``) is a holdout photo: inside the data's own
+    ``holdout/`` folder where it has one, else one of the fixed ~5% chosen by file name."""
+    if not has_holdout_folder(root):
+        return is_held_out(path)
+    folder = Path(os.path.abspath(Path(root) / HOLDOUT))
+    return folder in Path(os.path.abspath(path)).parents
+
+
 def is_held_out(path: Path) -> bool:
     """Whether a photo belongs to the fixed held-out ~5%, decided by its file name alone."""
     digest = hashlib.sha1(path.name.encode()).digest()
@@ -77,10 +87,7 @@ def find_images(root: str | Path, split: str = "train", domain: str | None = Non
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such data folder")
-    if has_splits(root) and split == HOLDOUT and has_holdout_folder(root):
-        folder = root / HOLDOUT if domain is None else root / HOLDOUT / domain
-        return images_under(folder) if folder.is_dir() else []
-    if has_splits(root) and split == HOLDOUT:
+    if has_splits(root) and split == HOLDOUT and not has_holdout_folder(root):
         return [p for p in find_images(root, "train", domain) if is_held_out(p)]
     if has_splits(root):
         folder = root / split if domain is None else root / split / domain

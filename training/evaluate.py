@@ -81,7 +81,8 @@ from training.realism import chroma_stats, classify, frechet_distance, source_ta
 GREY = "grayscale"  # the candidate with a = b = 0
 CLASSIFIER = "mobilenetv2_100"
 METRICS = ("psnr", "ssim", "colourfulness", "colourfulness_true")
-CHROMA = ("hue_entropy", "brown_share")  # also measured on the truth (``<name>_true``)
+CHROMA = ("hue_entropy", "brown_share")
+CHROMA_TRUE = tuple(f"{m}_true" for m in CHROMA)  # the same, measured on the original
 TRUTH = "truth"  # the features of the original photo
 GRID_CELL = 160  # px: each grid image is letterboxed into a square of this side
 EXIT_OK, EXIT_NOTHING, EXIT_USAGE = 0, 1, 2
@@ -263,7 +264,9 @@ def measure(
     abs_: dict[str, torch.Tensor],
     classifier: nn.Module | None,
     device: torch.device,
-) -> tuple[dict[str, dict[str, float | None]], dict[str, np.ndarray], torch.Tensor]:
+) -> tuple[
+    dict[str, dict[str, float | None]], dict[str, np.ndarray], torch.Tensor, dict[str, np.ndarray]
+]:
     """Each candidate ab on the photo's full-resolution L, measured against the original.
 
     Returns (candidate -> metric -> value, candidate -> RGB uint8, the truth as floats,
@@ -282,7 +285,7 @@ def measure(
         key: {
             **{m: float(values[m][k]) for m in METRICS},
             **chroma_stats(preds[k]),
-            **{f"{m}_true": v for m, v in true_chroma.items()},
+            **dict(zip(CHROMA_TRUE, (true_chroma[m] for m in CHROMA))),
             "agreement": None if agree is None else agree[k],
         }
         for k, key in enumerate(rgbs)
@@ -410,7 +413,7 @@ def frechet(photos: Sequence[Scored], choose: Chooser) -> float | None:
 SUMMARY_KEYS = (
     *METRICS,
     *CHROMA,
-    *(f"{m}_true" for m in CHROMA),
+    *CHROMA_TRUE,
     "colourfulness_gap",
     "colourfulness_gap_pct",
     "frechet",
@@ -426,7 +429,7 @@ def summarise(photos: Sequence[Scored], choose: Chooser) -> dict[str, float | in
     means: dict[str, float | int | None] = {"photos": len(photos)}
     for name in METRICS:
         means[name] = float(np.mean([m[name] for m in picked]))
-    for name in (*CHROMA, *(f"{m}_true" for m in CHROMA)):
+    for name in (*CHROMA, *CHROMA_TRUE):
         means[name] = _mean([m.get(name) for m in picked])
     means["frechet"] = frechet(photos, choose)
     gap = means["colourfulness"] - means["colourfulness_true"]  # type: ignore[operator]
@@ -682,14 +685,17 @@ SYSTEM_COLUMNS = {
     "frechet": "Frechet (MobileNetV2)",
     "agreement": "top-1 agreement",
 }
-SOURCE_COLUMNS = {
-    "source": "domain/source",
-    "photos": "photos",
-    **{f"{s}_psnr": f"PSNR {s}" for s in SOURCE_SYSTEMS},
+SOURCE_ROUTED_COLUMNS = {  # the served system's figures in the by-source table
     "colourfulness": "colourfulness routed",
     "colourfulness_true": "truth's",
     "brown_share": "brown share routed",
     "brown_share_true": "truth's",
+}
+SOURCE_COLUMNS = {
+    "source": "domain/source",
+    "photos": "photos",
+    **{f"{s}_psnr": f"PSNR {s}" for s in SOURCE_SYSTEMS},
+    **SOURCE_ROUTED_COLUMNS,
 }
 
 
@@ -768,7 +774,7 @@ def _sources_md(sources: dict) -> str:
                 "source": key,
                 "photos": str(routed["photos"]),
                 **{f"{s}_psnr": _fmt(row[s]["psnr"]) for s in SOURCE_SYSTEMS},
-                **{k: _fmt(routed[k]) for k in list(SOURCE_COLUMNS)[5:]},
+                **{k: _fmt(routed[k]) for k in SOURCE_ROUTED_COLUMNS},
             }
         )
     return markdown_table(rows, SOURCE_COLUMNS)

@@ -16,7 +16,6 @@ import argparse
 import csv
 import io
 import math
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -38,7 +37,7 @@ from specialists.checkpoint import (
     with_prefix,
 )
 from specialists.cli import HelpFormatter, catalogue, plain
-from training.data import HOLDOUT, PLAIN_VAL_PERCENT, has_holdout_folder, has_splits, is_held_out
+from training.data import HOLDOUT, PLAIN_VAL_PERCENT, has_holdout_folder, has_splits, in_holdout
 from training.optim_state import optimizer_from_tensors, optimizer_to_tensors
 from training.router_data import Labelled, domains_of, gather, trunk_outputs
 from training.router_export import Outputs, calibrate, measure, write_reports
@@ -240,12 +239,7 @@ def _calibration_rows(
     """Mask of the training photos kept out of training to calibrate on (none with val)."""
     if cfg.calibrate_on == "val":
         return torch.zeros(len(train_set.paths), dtype=torch.bool)
-    if has_holdout_folder(root):
-        folder = Path(os.path.abspath(root / HOLDOUT))
-        held_out = [folder in Path(os.path.abspath(p)).parents for p in train_set.paths]
-    else:
-        held_out = [is_held_out(p) for p in train_set.paths]
-    held = torch.tensor(held_out, dtype=torch.bool)
+    held = torch.tensor([in_holdout(root, p) for p in train_set.paths], dtype=torch.bool)
     labels = torch.tensor(train_set.labels)
     missing = [d for i, d in enumerate(domains) if not bool(held[labels == i].any())]
     if missing or held.all():
