@@ -19,7 +19,7 @@ from skimage import data as skdata
 
 from common.links import follow_link_file
 from serve import Colorizer
-from training.evaluate import find_items
+from training.evaluate.photos import find_items
 from training.quality import save_comparison_grid
 from training.realism import source_tag
 

@@ -12,7 +12,8 @@ from specialists.backbones import offline_weights_available
 from specialists.metrics import psnr
 from tests.conftest import make_split_folder
 from tests.serve_support import make_weights
-from training import evaluate
+from training.evaluate import agreement, cli, scoring, targets
+from training.evaluate import photos as evaluation_photos
 
 DOMAINS = ("cool", "warm")  # make_split_folder's domains, so the router's too
 # constant colours per specialist; the judge (falling with 'a') prefers cool's. The tiny
@@ -34,7 +35,7 @@ def data(tmp_path_factory) -> Path:
 
 def run_cli(data: Path, weights: Path, out: Path, *extra: str) -> tuple[int, dict | None]:
     argv = [str(data), "--weights", str(weights), "--general", "cool", "--out", str(out)]
-    code = evaluate.main([*argv, "--no-classifier", *extra])
+    code = cli.main([*argv, "--no-classifier", *extra])
     report = out / "evaluation.json"
     return code, json.loads(report.read_text()) if report.exists() else None
 
@@ -107,21 +108,21 @@ def test_threshold_above_one_lets_the_judge_pick_every_photo(data, weights, tmp_
 
 def test_served_choice_and_colours_match_the_colorizer(data, weights):
     """The evaluation's 'fallback' is exactly what serve.Colorizer gives users."""
-    items, _ = evaluate.find_items(data, None)
+    items, _ = evaluation_photos.find_items(data, None)
     probe = Colorizer.from_weights(weights)
     photos = [read_image(i.path) for i in items]
     confidences = [d.confidence for d in probe.route(photos)]
     threshold = float(np.median(confidences))  # some photos route, some fall back
     colorizer = Colorizer.from_weights(weights, threshold=threshold)
-    run = evaluate.colour_all(colorizer, items, data, batch_size=3)
+    run = scoring.colour_all(colorizer, items, data, batch_size=3)
     served = colorizer.colorize_batch(photos)
     assert {p.fell_back for p in run.scored} == {True, False}
     assert {p.served for p in run.scored} == {"cool", "warm"}
     for scored, result, photo in zip(run.scored, served, photos):
         assert scored.served == result.domain
         assert scored.fell_back == (result.strategy == "discriminator")
-        truth = evaluate.truth_rgb(photo)
-        image = evaluate.as_tensor(np.array(result.image)).unsqueeze(0)
+        truth = scoring.truth_rgb(photo)
+        image = scoring.as_tensor(np.array(result.image)).unsqueeze(0)
         served_psnr = scored.metrics[scored.served]["psnr"]
         assert psnr(image, truth).item() == pytest.approx(served_psnr, abs=1e-4)
 
@@ -146,9 +147,9 @@ def test_limit_and_unreadable_files(data, weights, tmp_path):
 def test_agreement_is_null_with_a_note_without_classifier_weights(
     data, weights, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(evaluate, "offline_weights_available", lambda name: False)
+    monkeypatch.setattr(agreement, "offline_weights_available", lambda name: False)
     argv = [str(data), "--weights", str(weights), "--general", "cool", "--limit", "1"]
-    assert evaluate.main([*argv, "--json", str(tmp_path / "r.json")]) == 0
+    assert cli.main([*argv, "--json", str(tmp_path / "r.json")]) == 0
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["classifier"]["available"] is False
     assert "not installed" in result["classifier"]["note"]
@@ -161,7 +162,7 @@ def test_agreement_is_null_with_a_note_without_classifier_weights(
 )
 def test_agreement_with_the_imagenet_classifier(data, weights, tmp_path):
     argv = [str(data), "--weights", str(weights), "--general", "cool", "--limit", "1"]
-    assert evaluate.main([*argv, "--json", str(tmp_path / "r.json")]) == 0
+    assert cli.main([*argv, "--json", str(tmp_path / "r.json")]) == 0
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["classifier"]["available"] is True
     for by_domain in result["systems"].values():
@@ -201,13 +202,13 @@ def _report(routed_psnr: float, source_psnr: float, people: float) -> dict:
 def test_targets_report_met_and_missed():
     status = {
         t["target"]: t["status"]
-        for t in evaluate.check_targets(_report(23.0, 21.0, 0.96), ["portrait"])
+        for t in targets.check_targets(_report(23.0, 21.0, 0.96), ["portrait"])
     }
     assert list(status.values())[:3] == ["met", "met", "met"]
     assert list(status.values())[3] == "not applicable"  # no reference report
     assert all(v != "missed" for v in status.values())
 
-    worse = evaluate.check_targets(
+    worse = targets.check_targets(
         _report(21.5, 19.5, 0.5),
         ["portrait"],
         {"systems": {"fallback": {"overall": {"frechet": 5.0}}}},
@@ -229,13 +230,17 @@ def test_targets_report_met_and_missed():
     ],
 )
 def test_usage_errors_exit_2_with_one_message(data, weights, capsys, make_args, message):
-    assert evaluate.main(make_args(data, weights)) == 2
+    assert cli.main(make_args(data, weights)) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
 
 
 def test_a_limit_spreads_over_every_source():
-    items = [evaluate.Item(Path(f"{tag}_{i}.jpg"), "portrait") for tag in "abc" for i in range(10)]
-    chosen, skipped = evaluate.select(items, ["portrait"], 6)
+    items = [
+        evaluation_photos.Item(Path(f"{tag}_{i}.jpg"), "portrait")
+        for tag in "abc"
+        for i in range(10)
+    ]
+    chosen, skipped = evaluation_photos.select(items, ["portrait"], 6)
     assert {item.path.name[0] for item in chosen} == {"a", "b", "c"} and not skipped
     assert len(chosen) == 6
