@@ -309,11 +309,14 @@ def _os_reason(exc: OSError) -> str:
     return f"{exc.filename}: {reason}" if isinstance(exc, UnsafePathError) else reason
 
 
-def _save(image: Image.Image, path: Path, fmt: str, root: Path | None) -> tuple[str | None, float]:
-    """Write one output (in the writer thread); returns (error or None, seconds)."""
+def _save(
+    result: ColorizeResult, path: Path, fmt: str, root: Path | None
+) -> tuple[str | None, float]:
+    """Write one output (in the writer thread), at 16 bits for a 16-bit photo where the
+    format has them; returns (error or None, seconds)."""
     start = time.perf_counter()
     try:
-        save_image(image, path, fmt, root=root)
+        save_image(result.image, path, fmt, root=root, deep=result.deep)
         error = None
     except OSError as exc:
         error = f"cannot write {path} ({_os_reason(exc)})"
@@ -454,7 +457,7 @@ def _finish_and_save(
         result = colorizer.finish(photo, prediction, strength)
     except Exception as exc:  # noqa: BLE001 - one photo's failure is reported, the run goes on
         return None, f"colourizing failed ({type(exc).__name__}: {exc})", 0.0
-    error, _ = _save(result.image, job.output, fmt, root)
+    error, _ = _save(result, job.output, fmt, root)
     return (None if error else result), error, time.perf_counter() - start
 
 
@@ -700,7 +703,8 @@ def build_parser(weights: Path | None = None) -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument(
         "--format", choices=sorted(SAVE_FORMATS), default="png",
-        help="output format (default: %(default)s)",
+        help="output format (default: %(default)s); png and tiff keep a 16-bit scan at 16 "
+        "bits, jpg is 8-bit",
     )  # fmt: skip
     parser.add_argument(
         "--skip-existing", action="store_true",

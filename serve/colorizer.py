@@ -35,7 +35,7 @@ from discriminators.scoring import Judge, beliefs, fingerprint, load_calibration
 from specialists.output import predict_ab
 
 from .imageio import Photo, from_pil
-from .transfer import check_strength, model_input, model_shape, rejoin
+from .transfer import check_strength, model_input, model_shape, rejoin_deep
 from .weights import ENV_VAR, HOW_TO_TRAIN, WeightsError, locate_weights
 
 ROUTER = "router"  # the router was confident: its domain's specialist coloured the photo
@@ -78,24 +78,36 @@ class ColorizeResult:
     strength: float = 1.0  # the colour strength ``image`` was rendered at
     ab: torch.Tensor | None = None  # (2, h, w) normalised model-resolution ab, on the CPU
     photo: Photo | None = None  # the decoded input whose L ``image`` carries
+    deep: np.ndarray | None = None  # a 16-bit input's output at 16 bits: uint16 (H, W, 3 or 4)
 
     def with_strength(self, strength: float) -> "ColorizeResult":
         """The same result rendered at another colour strength (no model runs)."""
         if self.ab is None or self.photo is None:
             raise ValueError("this result keeps no ab and photo to re-render")
-        image = render(self.photo, self.ab, strength)
-        return dataclasses.replace(self, image=image, strength=check_strength(strength))
+        image, deep = render_deep(self.photo, self.ab, strength)
+        return dataclasses.replace(self, image=image, deep=deep, strength=check_strength(strength))
 
 
 def render(
     photo: Photo, ab: torch.Tensor, strength: float = 1.0, device: str | torch.device = "cpu"
 ) -> Image.Image:
     """The photo's own full-resolution L + model-resolution normalised ``ab`` (2, h, w) at
-    ``strength`` -> the output image (RGB, or RGBA keeping the photo's alpha)."""
-    image = Image.fromarray(rejoin(photo.pixels, ab, device, strength), "RGB")
+    ``strength`` -> the output image (8-bit RGB, or RGBA keeping the photo's alpha)."""
+    return render_deep(photo, ab, strength, device)[0]
+
+
+def render_deep(
+    photo: Photo, ab: torch.Tensor, strength: float = 1.0, device: str | torch.device = "cpu"
+) -> tuple[Image.Image, np.ndarray | None]:
+    """:func:`render`'s image and, for a 16-bit photo, the same output at 16 bits (uint16
+    (H, W, 3), or 4 with the alpha): what a 16-bit PNG or TIFF keeps."""
+    rgb, deep = rejoin_deep(photo.pixels, ab, device, strength)
+    if deep is not None and photo.alpha is not None:
+        deep = np.dstack([deep, photo.alpha.astype(np.uint16) * 257])
+    image = Image.fromarray(rgb, "RGB")
     if photo.alpha is not None:
         image.putalpha(Image.fromarray(photo.alpha, "L"))
-    return image
+    return image, deep
 
 
 @dataclass
@@ -328,8 +340,10 @@ class Colorizer:
     def finish(self, photo: Photo, pick: Prediction, strength: float = 1.0) -> ColorizeResult:
         """Put a prediction's colour on the photo's own full-resolution lightness (no model
         runs: the CLI does this in worker threads while the models colour the next batch)."""
+        image, deep = render_deep(photo, pick.ab, strength, self.device)
         return ColorizeResult(
-            image=render(photo, pick.ab, strength, self.device),
+            image=image,
+            deep=deep,
             domain=pick.domain,
             probs=pick.probs,
             confidence=pick.confidence,

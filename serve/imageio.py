@@ -11,8 +11,10 @@ EPS, whose plugin runs Ghostscript), and truncated data is refused rather than p
 """
 
 import os
+import struct
 import threading
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -39,7 +41,8 @@ _SUFFIX_FORMATS = {
     ".tga": {"TGA"}, ".jp2": {"JPEG2000"}, ".j2k": {"JPEG2000"},
 }  # fmt: skip
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
-SAVE_FORMATS = {"png": "PNG", "jpg": "JPEG"}
+SAVE_FORMATS = {"png": "PNG", "jpg": "JPEG", "tiff": "TIFF"}
+_PNG16_ROWS = 256  # rows of a 16-bit PNG compressed at a time (one IDAT chunk each)
 
 
 class ImageReadError(Exception):
@@ -242,6 +245,38 @@ def read_image(path: str | Path, max_side: int = MAX_SIDE, max_pixels: int = MAX
     return photo
 
 
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    body = kind + data
+    return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+
+def write_png16(handle: BinaryIO, pixels: np.ndarray) -> None:
+    """A 16-bit RGB or RGBA PNG of uint16 (H, W, 3 or 4) ``pixels`` (Pillow writes 16-bit
+    grey only), compressed a strip of rows at a time so a big scan is never copied whole."""
+    height, width, channels = pixels.shape
+    header = struct.pack(">IIBBBBB", width, height, 16, 6 if channels == 4 else 2, 0, 0, 0)
+    handle.write(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header))
+    packer = zlib.compressobj(1)
+    for top in range(0, height, _PNG16_ROWS):
+        rows = pixels[top : top + _PNG16_ROWS].astype(">u2").reshape(-1, width * channels)
+        raw = np.concatenate([np.zeros((len(rows), 1), np.uint8), rows.view(np.uint8)], axis=1)
+        data = packer.compress(raw.tobytes())  # each row starts with filter type 0 (none)
+        if top + _PNG16_ROWS >= height:
+            data += packer.flush()
+        if data:
+            handle.write(_png_chunk(b"IDAT", data))
+    handle.write(_png_chunk(b"IEND", b""))
+
+
+def _write_tiff(handle: BinaryIO, pixels: np.ndarray) -> None:
+    """An RGB or RGBA (H, W, 3 or 4) uint8 or uint16 TIFF, deflate-compressed (tifffile)."""
+    import tifffile  # only TIFF output needs it
+
+    alpha = {"extrasamples": [2]} if pixels.shape[2] == 4 else {}  # 2: unassociated alpha
+    named = tifffile.FileHandle(handle, mode="wb", name="output.tiff")  # fdopen's name is an int
+    tifffile.imwrite(named, pixels, photometric="rgb", compression="zlib", **alpha)
+
+
 def save_image(
     image: Image.Image,
     path: str | Path,
@@ -249,15 +284,28 @@ def save_image(
     quality: int = 95,
     *,
     root: str | Path | None = None,
+    deep: np.ndarray | None = None,
 ) -> None:
     """Write ``image`` to ``path`` atomically and link-safely (``common.files.atomic_write``;
     ``root``: the output tree, no symbolic link below it is followed).
 
     A run killed mid-write leaves no half-written output, so ``--skip-existing`` can trust
     any output file it finds. JPEG has no alpha channel: an RGBA image loses it there.
+    ``deep`` (a 16-bit photo's output, uint16 (H, W, 3 or 4)) is what a PNG or TIFF holds
+    instead of ``image``, at 16 bits; JPEG has 8 bits only and takes ``image``.
     """
     if fmt not in SAVE_FORMATS:
         raise ValueError(f"unknown output format {fmt!r}: use {' or '.join(SAVE_FORMATS)}")
+    if fmt == "png" and deep is not None:
+        atomic_write(path, lambda handle: write_png16(handle, deep), root=root)
+        return
+    if fmt == "tiff":
+        if deep is None:
+            pixels = np.asarray(image.convert("RGBA" if "A" in image.mode else "RGB"))
+        else:
+            pixels = deep
+        atomic_write(path, lambda handle: _write_tiff(handle, pixels), root=root)
+        return
     options: dict[str, object] = {"compress_level": 1} if fmt == "png" else {"quality": quality}
     if fmt == "jpg" and image.mode not in ("RGB", "L"):
         image = image.convert("RGB")

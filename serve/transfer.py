@@ -139,6 +139,17 @@ def rejoin(
     photo's size, built strip by strip: the full-resolution L is computed a strip at a
     time, never whole.
     """
+    return rejoin_deep(pixels, ab_norm, device, strength)[0]
+
+
+def rejoin_deep(
+    pixels: np.ndarray,
+    ab_norm: torch.Tensor,
+    device: str | torch.device = "cpu",
+    strength: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`rejoin`'s uint8 RGB and, for 16-bit pixels, the same join as uint16 (H, W, 3),
+    their L kept at 16-bit precision (else None); both rounded from one float join."""
     strength = check_strength(strength)
     height, width = pixels.shape[:2]
     ab_norm = ab_norm.to(device, torch.float32)
@@ -146,6 +157,7 @@ def rejoin(
         ab_norm = ab_norm * strength
     wide = _upsample_width(ab_norm, width)
     out = np.empty((height, width, 3), dtype=np.uint8)
+    deep = np.empty((height, width, 3), np.uint16) if pixels.dtype == np.uint16 else None
     step = _rows_per_strip(width)
     for top in range(0, height, step):
         rows = slice(top, min(height, top + step))
@@ -153,5 +165,8 @@ def rejoin(
         rgb = join_lab(l_norm, upsample_rows(wide, height, rows))
         if strength == 0.0:  # neutral exactly: float error can leave channels a level apart
             rgb = rgb.mean(dim=0, keepdim=True).expand(3, -1, -1)
-        out[rows] = (rgb * 255.0).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    return out
+        rgb = rgb.permute(1, 2, 0)
+        out[rows] = (rgb * 255.0).round_().to(torch.uint8).cpu().numpy()
+        if deep is not None:
+            deep[rows] = (rgb * 65535.0).round_().to(torch.int32).cpu().numpy()
+    return out, deep
