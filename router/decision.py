@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Neighbour:
@@ -28,6 +30,8 @@ class RouteDecision:
     ood_distance: float
     neighbours: list[Neighbour] = field(default_factory=list)
     threshold: float = 0.5
+    # pooled router features (unit length not promised): what serve.restraint looks up
+    embedding: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def confident(self, threshold: float | None = None) -> bool:
         """True when one specialist can be trusted (else serving runs them all)."""

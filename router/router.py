@@ -128,6 +128,7 @@ class Router:
                     ood_distance=float(scores.ood_distance[b]),
                     neighbours=neighbours,
                     threshold=self.threshold,
+                    embedding=scores.embeddings[b],
                 )
             )
         return out

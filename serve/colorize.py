@@ -279,6 +279,7 @@ def report_line(
         "skipped": skipped,
         "already_colour": result.already_colour if result else None,
         "strength": result.strength if result else None,
+        "restraint": round(result.restraint, 3) if result else None,
         "size": list(size) if size is not None else None,
         "model_size": list(result.model_size) if result else None,
         "notes": result.notes if result else [],
@@ -691,7 +692,14 @@ def build_parser(weights: Path | None = None) -> argparse.ArgumentParser:
     parser.add_argument(
         "--strength", type=float, default=1.0, metavar="S",
         help=f"colour strength: 0 the grey photo, 1 the model's colours, up to "
-        f"{MAX_STRENGTH:g} for more (default: %(default)g)",
+        f"{MAX_STRENGTH:g} for more (default: %(default)g); it multiplies each photo's "
+        "restraint (see --no-restraint)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-restraint", dest="restraint", action="store_false",
+        help="colour every photo at full strength, ignoring the weights' per-photo restraint "
+        "(restraint.safetensors: weaker colour for photos like those the models coloured "
+        "wrongly on held-out photos; the report's restraint field says what each photo got)",
     )  # fmt: skip
     parser.add_argument(
         "--device", default="auto", metavar="NAME",
@@ -857,7 +865,9 @@ def _main(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     load_start = time.perf_counter()
-    colorizer = Colorizer.from_weights(args.weights, device, args.size, args.threshold)
+    colorizer = Colorizer.from_weights(
+        args.weights, device, args.size, args.threshold, args.restraint
+    )
     for warning in colorizer.warnings:
         print(f"colorize: warning: {warning}", file=sys.stderr)
     shard = f" (shard {args.shard[0]}/{args.shard[1]} of {total})" if args.shard else ""

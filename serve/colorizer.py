@@ -10,7 +10,9 @@ calibrated discriminators, see ``discriminators.scoring``) picks the most realis
 Colour is computed at model resolution and put back on the photo's own full-resolution L
 (``serve.transfer``), so the output has the input's exact size and detail.
 
-Colour strength (0: the grey photo, 1: the model's colours, up to 2) scales ab at that join.
+Colour strength (0: the grey photo, 1: the model's colours, up to 2) scales ab at that join,
+times the photo's own restraint (``serve.restraint``: weaker colour for photos like those
+the models coloured wrongly on held-out data; 1.0 when the weights have no table).
 A result keeps its model-resolution ab and its decoded photo, so another strength is one
 join away (``result.with_strength(0.5)``, or :func:`render`), without running any model.
 
@@ -35,8 +37,9 @@ from discriminators.scoring import Judge, beliefs, fingerprint, load_calibration
 from specialists.output import predict_ab
 
 from .imageio import Photo, from_pil
-from .transfer import check_strength, model_input, model_shape, rejoin_deep
-from .weights import ENV_VAR, HOW_TO_TRAIN, WeightsError, locate_weights
+from .restraint import RESTRAINT_FILE, Restraint, load_restraint
+from .transfer import MAX_STRENGTH, check_strength, model_input, model_shape, rejoin_deep
+from .weights import ENV_VAR, HOW_TO_TRAIN, WeightsError, WeightsFolder, locate_weights
 
 ROUTER = "router"  # the router was confident: its domain's specialist coloured the photo
 JUDGE = "discriminator"  # it was not: every specialist coloured it, the judge picked
@@ -79,13 +82,20 @@ class ColorizeResult:
     ab: torch.Tensor | None = None  # (2, h, w) normalised model-resolution ab, on the CPU
     photo: Photo | None = None  # the decoded input whose L ``image`` carries
     deep: np.ndarray | None = None  # a 16-bit input's output at 16 bits: uint16 (H, W, 3 or 4)
+    restraint: float = 1.0  # per-photo strength from serve.restraint (1.0 without one)
 
     def with_strength(self, strength: float) -> "ColorizeResult":
         """The same result rendered at another colour strength (no model runs)."""
         if self.ab is None or self.photo is None:
             raise ValueError("this result keeps no ab and photo to re-render")
-        image, deep = render_deep(self.photo, self.ab, strength)
-        return dataclasses.replace(self, image=image, deep=deep, strength=check_strength(strength))
+        strength = check_strength(strength)
+        image, deep = render_deep(self.photo, self.ab, applied_strength(strength, self.restraint))
+        return dataclasses.replace(self, image=image, deep=deep, strength=strength)
+
+
+def applied_strength(strength: float, restraint: float) -> float:
+    """The strength a render uses: the user's times the photo's restraint, within bounds."""
+    return min(strength * restraint, MAX_STRENGTH)
 
 
 def render(
@@ -121,6 +131,7 @@ class Prediction:
     confidence: float | None
     strategy: str
     scores: dict[str, float]
+    restraint: float = 1.0
 
 
 class Colorizer:
@@ -135,6 +146,7 @@ class Colorizer:
         threshold: float | None = None,
         device: str | torch.device = "cpu",
         warnings: Sequence[str] = (),
+        restraint: Restraint | None = None,
     ) -> None:
         unserved = [d for d in router.domains if d not in generators]
         if unserved:
@@ -155,6 +167,7 @@ class Colorizer:
         self.device = torch.device(device)
         self.stride = math.lcm(*(int(getattr(g, "stride", 1)) for g in self.generators.values()))
         self.warnings = list(warnings)  # for the caller to show (uncalibrated judge ...)
+        self.restraint = restraint  # per-photo colour strength (serve.restraint); None: 1.0
         # Denormal floats make CPU convolutions many times slower; flushing them to zero
         # changes no visible colour. (Process-wide, and a no-op where unsupported.)
         torch.set_flush_denormal(True)
@@ -180,10 +193,12 @@ class Colorizer:
         device: str = "cpu",
         size: int | None = None,
         threshold: float | None = None,
+        restraint: bool = True,
     ) -> "Colorizer":
         """Load everything from a weights folder (default: the shipped ``weights/``).
 
-        ``size`` defaults to the specialists' training resolution; raises
+        ``size`` defaults to the specialists' training resolution; ``restraint=False``
+        ignores the folder's per-photo colour restraint (every photo at full strength); raises
         :class:`~serve.weights.WeightsError` with how to fix it when anything is missing.
         """
         from discriminators import load_discriminator
@@ -230,7 +245,8 @@ class Colorizer:
                 )
         judge = Judge(discriminators, calibration, router_weight)
         size = size if size is not None else max(weights.sizes.values())
-        return cls(router, generators, judge, size, threshold, device, notes)
+        table = restraint_table(weights, notes) if restraint else None
+        return cls(router, generators, judge, size, threshold, device, notes, table)
 
     def colorize(
         self, image: Image.Image | Photo, domain: str | None = None, strength: float = 1.0
@@ -297,7 +313,22 @@ class Colorizer:
                 for i, prediction in zip(members, self._colour(inputs[shape], domain, ruled)):
                     prediction.ab = prediction.ab.float()  # float16 on a GPU
                     out[i] = prediction
+        for i, factor in enumerate(self.restraints([decisions.get(i) for i in range(len(out))])):
+            out[i].restraint = factor  # type: ignore[union-attr]
         return out  # type: ignore[return-value]
+
+    def restraints(self, decisions: Sequence[Decision | None]) -> list[float]:
+        """Each routed photo's colour restraint (serve.restraint); 1.0 for a forced domain,
+        a router that gives no embedding, or weights without a restraint table."""
+        factors = [1.0] * len(decisions)
+        if self.restraint is None:
+            return factors
+        known = [i for i, d in enumerate(decisions) if getattr(d, "embedding", None) is not None]
+        if known:
+            found = self.restraint.strengths_for(np.stack([decisions[i].embedding for i in known]))
+            for i, factor in zip(known, found):
+                factors[i] = float(factor)
+        return factors
 
     def _colour(
         self, l_norm: torch.Tensor, forced: str | None, decisions: Sequence[Decision] | None
@@ -340,7 +371,8 @@ class Colorizer:
     def finish(self, photo: Photo, pick: Prediction, strength: float = 1.0) -> ColorizeResult:
         """Put a prediction's colour on the photo's own full-resolution lightness (no model
         runs: the CLI does this in worker threads while the models colour the next batch)."""
-        image, deep = render_deep(photo, pick.ab, strength, self.device)
+        strength_used = applied_strength(strength, pick.restraint)
+        image, deep = render_deep(photo, pick.ab, strength_used, self.device)
         return ColorizeResult(
             image=image,
             deep=deep,
@@ -355,4 +387,36 @@ class Colorizer:
             strength=strength,
             ab=pick.ab.cpu().clone(),  # not a view that keeps the batch alive
             photo=photo,
+            restraint=pick.restraint,
         )
+
+
+def weights_fingerprints(weights: WeightsFolder) -> dict[str, str | None]:
+    """Hashes of what the served colours depend on: router, specialists and judge."""
+    return {
+        "router": fingerprint(weights.router / "router.safetensors"),
+        **{domain: fingerprint(path) for domain, path in weights.specialists.items()},
+        "judge": fingerprint(weights.judge) if weights.judge is not None else None,
+    }
+
+
+def restraint_table(weights: WeightsFolder, notes: list[str]) -> Restraint | None:
+    """The folder's restraint table, or None (with a note) when it is absent, unreadable or
+    fitted on other weights: a stale table would restrain the wrong photos."""
+    path = weights.root / RESTRAINT_FILE
+    if not path.is_file():
+        return None
+    try:
+        table = load_restraint(path)
+    except ValueError as exc:
+        notes.append(f"{exc}; colouring without per-photo restraint")
+        return None
+    fitted = (table.info or {}).get("checkpoints", {})
+    stale = [k for k, v in weights_fingerprints(weights).items() if fitted.get(k) != v]
+    if stale:
+        notes.append(
+            f"{path}: fitted on other weights for {stale}, so it is not used; "
+            "re-run python -m training.fit_restraint"
+        )
+        return None
+    return table

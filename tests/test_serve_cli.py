@@ -17,6 +17,7 @@ REPORT_KEYS = {
     "scores": dict, "seconds": float, "error": (str, type(None)), "skipped": bool,
     "already_colour": (bool, type(None)), "size": (list, type(None)),
     "model_size": (list, type(None)), "notes": list, "strength": (float, type(None)),
+    "restraint": (float, type(None)),
 }  # fmt: skip
 
 

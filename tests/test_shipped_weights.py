@@ -22,6 +22,13 @@ SAMPLES = {"astronaut": data.astronaut, "coffee": data.coffee, "chelsea": data.c
 
 @pytest.fixture(scope="module")
 def colorizer() -> Colorizer:
+    """The models' own colours (no per-photo restraint): what the specialists learned."""
+    return Colorizer.from_weights(restraint=False)
+
+
+@pytest.fixture(scope="module")
+def served() -> Colorizer:
+    """What users get: the models' colours with the shipped per-photo restraint."""
     return Colorizer.from_weights()
 
 
@@ -61,6 +68,15 @@ def test_a_grayscale_sample_photo_comes_back_coloured_and_nearer_the_truth(color
     assert chroma.mean() > 6.0, "the photo stayed gray"
     # the same lightness, and colours closer to the truth than the gray photo's
     assert _psnr(rgb, truth) > _psnr(np.asarray(grey.convert("RGB")), truth)
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_served_colour_is_restrained_but_still_nearer_the_truth_than_gray(served, name):
+    rgb, truth, grey = _colourize(served, name)
+    result = served.colorize(grey)
+    assert 0.0 < result.restraint < 1.0  # v2's held-out photos like these bore less colour
+    assert _psnr(rgb, truth) > _psnr(np.asarray(grey.convert("RGB")), truth)
+    assert np.hypot(*color.rgb2lab(rgb)[..., 1:].transpose(2, 0, 1)).mean() > 1.0
 
 
 def test_the_coffee_photo_gets_more_than_one_hue(colorizer):

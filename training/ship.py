@@ -13,7 +13,9 @@ new domain. In order, each step printing what it does:
 2. the router is copied with float16 weights; each run is exported with float16 weights
    (training.export); kept specialists are copied;
 3. each specialist's chroma gain is fitted on held-out photos (training.fit_chroma);
-4. the fallback judge is calibrated on the same held-out photos (training.calibrate_judge).
+4. the fallback judge is calibrated on the same held-out photos (training.calibrate_judge);
+5. the per-photo colour restraint is fitted on them (training.fit_restraint), when there are
+   enough held-out photos.
 Val is never looked at. The result is what python -m serve.colorize --weights OUT loads.
 
 Any flag not listed below goes to every train_specialist run (see its --help); the router's
@@ -29,7 +31,7 @@ from common.files import atomic_write_bytes
 from router import RouterError, load_router
 from specialists.checkpoint import CheckpointError
 from specialists.cli import HelpFormatter, plain
-from training import calibrate_judge, fit_chroma, train_all
+from training import calibrate_judge, fit_chroma, fit_restraint, train_all
 from training.export import export_run
 
 SPECIALISTS = "specialists"  # serve.weights.SPECIALISTS_DIR: training does not import serve
@@ -76,7 +78,11 @@ def ship(
         keep_specialist(source, out)
     chroma = fit_chroma.fit(data, out, per_domain, progress=progress)
     judge = calibrate_judge.calibrate(data, out, per_domain=per_domain, progress=progress)
-    return {"chroma": chroma, "judge": judge}
+    try:
+        restraint = fit_restraint.fit(data, out, progress=progress, per_domain=per_domain)
+    except fit_restraint.UsageError as exc:  # too few held-out photos: serve without it
+        restraint = {"skipped": str(exc)}
+    return {"chroma": chroma, "judge": judge, "restraint": restraint}
 
 
 def _domain_run(text: str) -> tuple[str, Path]:
@@ -234,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         code = train_all.run_jobs(jobs, progress=args.progress)
         if code:
             return code
-    print(f"assembling {args.out}: export, chroma gains, judge")
+    print(f"assembling {args.out}: export, chroma gains, judge, colour restraint")
     try:
         result = ship(args.data, args.out, router, runs, args.per_domain, args.progress, kept)
     except (CheckpointError, RouterError, FileNotFoundError) as exc:
@@ -244,6 +250,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{domain:>10}: chroma gain {fit['gain']:.3f} ({fit['photos']} held-out photos)")
     sel = result["judge"]["selection"]
     print(f"judge calibrated on {sel['photos']} held-out photos")
+    restraint = result["restraint"]
+    if "skipped" in restraint:
+        print(f"no per-photo colour restraint: {restraint['skipped']}")
+    else:
+        gain = restraint["figures"]["overall"]
+        print(
+            f"colour restraint fitted on {restraint['photos']} held-out photos: PSNR over gray "
+            f"{gain['full_strength_db']:+.2f} dB at full strength, {gain['restrained_db']:+.2f} "
+            "dB restrained (cross-validated)"
+        )
     total = sum(f.stat().st_size for f in args.out.rglob("*") if f.is_file()) / 2**20
     print(f"wrote {args.out} ({total:.1f} MiB)")
     print(
