@@ -8,6 +8,9 @@ import numpy as np
 import pytest
 
 from serve import Colorizer, read_image
+from serve.colorizer import weights_fingerprints
+from serve.restraint import RESTRAINT_FILE, Restraint, save_restraint
+from serve.weights import locate_weights
 from specialists.backbones import offline_weights_available
 from specialists.metrics import psnr
 from tests.conftest import make_split_folder
@@ -125,6 +128,32 @@ def test_served_choice_and_colours_match_the_colorizer(data, weights):
         image = scoring.as_tensor(np.array(result.image)).unsqueeze(0)
         served_psnr = scored.metrics[scored.served]["psnr"]
         assert psnr(image, truth).item() == pytest.approx(served_psnr, abs=1e-4)
+
+
+def test_served_psnr_is_measured_with_the_photos_restraint(data, weights, tmp_path):
+    """With a restraint table the served colours are scaled, and so is what is measured."""
+    folder = tmp_path / "weights"
+    shutil.copytree(weights, folder)
+    ladder = np.round(np.arange(11) / 10, 1)
+    hashes = {"checkpoints": weights_fingerprints(locate_weights(folder))}
+    gains = np.tile(-np.abs(ladder - 0.5), (2, 1))  # every photo: best at 0.5
+    items, _ = evaluation_photos.find_items(data, None)
+    photos = [read_image(i.path) for i in items]
+    width = len(Colorizer.from_weights(folder).route(photos[:1])[0].embedding)
+    save_restraint(
+        folder / RESTRAINT_FILE, Restraint(np.ones((2, width)), gains, ladder, 1, hashes)
+    )
+    colorizer = Colorizer.from_weights(folder)
+    assert colorizer.restraint is not None
+    run = scoring.colour_all(colorizer, items, data, batch_size=3)
+    for scored, result, photo in zip(run.scored, colorizer.colorize_batch(photos), photos):
+        assert scored.restraint == result.restraint == pytest.approx(0.5)
+        image = scoring.as_tensor(np.array(result.image)).unsqueeze(0)
+        measured = scored.metrics[scored.served]["psnr"]
+        assert psnr(image, scoring.truth_rgb(photo)).item() == pytest.approx(measured, abs=1e-4)
+    code, unrestrained = run_cli(data, folder, tmp_path / "full", "--no-restraint")
+    assert code == 0 and unrestrained["restraint"] is False
+    assert {p["restraint"] for p in unrestrained["per_photo"]} == {1.0}
 
 
 def test_markdown_and_grid_are_written(report):

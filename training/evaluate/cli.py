@@ -52,6 +52,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--size", type=int, default=None, help="model input size (short side, px)")
     p.add_argument("--threshold", type=float, default=None, help="override the router's")
+    p.add_argument(
+        "--no-restraint",
+        dest="restraint",
+        action="store_false",
+        help="every photo at full strength (ignore the weights' per-photo colour restraint)",
+    )
     p.add_argument("--general", default="general", help="the specialist of general-only")
     p.add_argument(
         "--reference",
@@ -82,7 +88,9 @@ def prepare(args: argparse.Namespace) -> tuple[Colorizer, list[Item], list[str],
     check_args(args)
     items, split = find_items(args.data, args.split)
     try:
-        colorizer = Colorizer.from_weights(args.weights, args.device, args.size, args.threshold)
+        colorizer = Colorizer.from_weights(
+            args.weights, args.device, args.size, args.threshold, args.restraint
+        )
     except WeightsError as exc:
         raise UsageError(str(exc)) from None
     if args.general not in colorizer.domains:

@@ -168,6 +168,7 @@ def build_report(
         "data": str(root),
         "size": colorizer.size,
         "threshold": colorizer.threshold,
+        "restraint": colorizer.restraint is not None,
         "domains": domains,
         "specialists": specialists,
         "general": general,
@@ -188,6 +189,7 @@ def build_report(
                 "fell_back": p.fell_back,
                 "served": p.served,
                 "judge_pick": p.judge_pick,
+                "restraint": p.restraint,
                 "psnr": {k: m["psnr"] for k, m in p.metrics.items()},
             }
             for p in scored

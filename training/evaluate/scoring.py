@@ -40,6 +40,7 @@ class Scored:
     judge_pick: str  # the judge's most realistic candidate
     metrics: dict[str, dict[str, float | None]]  # candidate -> metric -> value
     features: dict[str, np.ndarray] = field(default_factory=dict)  # candidate/truth -> pooled
+    restraint: float = 1.0  # the photo's colour restraint, applied to every specialist's ab
 
     @property
     def source(self) -> str:
@@ -135,9 +136,13 @@ def score_group(
     else:  # one specialist, no judge: the router always decides
         realism = torch.zeros(len(photos), len(names))
     grey = torch.zeros_like(candidates[0][0])
+    # served colour is scaled by the photo's restraint; every system gets the same scale,
+    # so systems differ only in whose colours they pick (the judge scored them unscaled)
+    restraints = colorizer.restraints(decisions)
     for i, (item, photo, decision) in enumerate(zip(items, photos, decisions)):
         served, judge_pick, fell_back = served_choice(colorizer, decision, realism[i])
-        abs_ = {GREY: grey, **{name: ab[i] for name, ab in zip(names, candidates)}}
+        r = restraints[i]
+        abs_ = {GREY: grey, **{name: ab[i] * r for name, ab in zip(names, candidates)}}
         metrics, rgbs, truth, features = measure(photo, abs_, classifier, colorizer.device)
         run.scored.append(
             Scored(
@@ -150,6 +155,7 @@ def score_group(
                 judge_pick,
                 metrics,
                 features,
+                r,
             )
         )
         if item.path in sample:
