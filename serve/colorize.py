@@ -41,6 +41,7 @@ from tqdm import tqdm
 from common.files import UnsafePathError, check_writable, open_fresh, remove_stale_temps
 
 from . import _threads  # noqa: F401  (OpenMP settings, before torch loads)
+from ._malloc import return_big_buffers
 from .imageio import (
     IMAGE_SUFFIXES,
     MAX_SIDE,
@@ -763,6 +764,7 @@ def _weights_arg(argv: Sequence[str]) -> Path | None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(_weights_arg(argv)).parse_args(argv)
+    return_big_buffers()  # a batch process: big scans' buffers go back to the system
     previous = {}
     if threading.current_thread() is threading.main_thread():
         previous = {
