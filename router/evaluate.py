@@ -18,8 +18,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from common.cli import HelpFormatter, UsageError, plain
 from common.files import atomic_write_json
-from specialists.cli import HelpFormatter, plain
 
 from .calibration import expected_calibration_error, reliability
 from .errors import RouterError
@@ -37,10 +37,6 @@ from .router import Router, load_router
 SPLITS = ("train", "holdout", "val", "test")
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "router"
 DEFAULT_PNG = Path("router_confusion.png")
-
-
-class UsageError(Exception):
-    """Bad arguments or data: reported in one line, exit code 2."""
 
 
 @dataclass

@@ -1,29 +1,10 @@
-"""Help text for the project's commands: every default shown, docstrings read as plain text."""
+"""Help text that lists a registry's models (the rest of the help machinery: common.cli)."""
 
-import argparse
 import textwrap
 
 from .registry import Registry
 
 WIDTH = 92  # of the lists under a --help, which argparse leaves as they are
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps the description's line breaks and appends each option's default to its help
-    (left out where there is none to show: no value, or an on/off switch)."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        switch = isinstance(action, argparse._StoreFalseAction | argparse._StoreTrueAction)
-        empty = action.default in (None, [], argparse.SUPPRESS) or switch
-        if "%(default)" in text or not action.option_strings or empty:
-            return text
-        return f"{text} (default: %(default)s)"
-
-
-def plain(doc: str) -> str:
-    """A docstring as help text: reStructuredText's double backticks dropped."""
-    return doc.replace("``", "")
 
 
 def catalogue(registry: Registry, title: str) -> str:

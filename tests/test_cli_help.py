@@ -6,6 +6,7 @@ import re
 import pytest
 
 from router.evaluate import parse_args as evaluate_args
+from training.compare import parse_args as compare_args
 from training.ship import parse_args as ship_args
 from training.train_router import parse_args as router_args
 from training.train_specialist import parse_args as specialist_args
@@ -15,6 +16,7 @@ COMMANDS = {
     "train_router": router_args,
     "router.evaluate": evaluate_args,
     "ship": ship_args,
+    "compare": compare_args,
 }
 
 
@@ -53,6 +55,7 @@ def test_every_option_is_explained_with_its_default(name, capsys):
         "train_router": {"--epochs EPOCHS": "6", "--views VIEWS": "3", "--k K": "10"},
         "router.evaluate": {"--batch-size BATCH_SIZE": "32", "--device DEVICE": "cpu"},
         "ship": {"--runs RUNS": "runs", "--per-domain PER_DOMAIN": "200"},
+        "compare": {"--domain DOMAIN": "portrait", "--lr LR": "0.0002", "--seed SEED": "0"},
     }[name].items():
         words = next(w for o, w in options.items() if o.startswith(option))
         assert f"(default: {default})" in words, (option, words)

@@ -16,7 +16,8 @@ import pytest
 import torch.distributed as dist
 from safetensors.torch import load_file
 
-from training.train_specialist import TrainConfig, epoch_batches, rank_batches, train
+from training.distributed import epoch_batches, rank_batches
+from training.train_specialist import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH_INDEPENDENT = {

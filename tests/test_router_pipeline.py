@@ -5,6 +5,7 @@ plumbing (folders -> domains, index on disk, calibration, CLI contracts), not th
 of the real router, which is measured on colorize-v1 and reported in the README.
 """
 
+import csv
 import json
 import shutil
 
@@ -197,7 +198,11 @@ def test_training_resumes_and_refuses_changed_settings(tmp_path, capsys):
     assert len(json.loads((run / "router" / "router.json").read_text())["training"]["history"]) == 3
     changed = [a if a != "32" else "48" for a in SMALL]
     assert train_main(["--data", str(data), "--out", str(run), "--epochs", "3", *changed]) == 2
-    assert "different settings" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "different settings (--size 32 -> 48)" in err and "another --out" in err
+    with open(run / "metrics.csv", newline="") as handle:
+        assert [row["epoch"] for row in csv.DictReader(handle)] == ["1", "2", "3"]
+    assert (run / "metrics.png").is_file()
 
 
 def test_training_usage_errors(tmp_path, capsys):

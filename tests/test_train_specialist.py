@@ -70,6 +70,26 @@ def test_run_folder_holds_everything_to_watch(photo_folder, tmp_path, capsys):
     assert temps(run) == temps(run / "samples") == []  # the resumed run removed them
 
 
+def test_resume_refuses_a_changed_model_or_data_setting(photo_folder, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main([*_argv(photo_folder, run), "--steps", "2"]) == 0
+    capsys.readouterr()
+    narrower = _argv(photo_folder, run)
+    narrower[narrower.index("ngf=8")] = "ngf=4"
+    for argv, change in (
+        (narrower, '--arch-arg {"ngf": 8, "num_downs": 5} -> {"ngf": 4, "num_downs": 5}'),
+        ([*_argv(photo_folder, run), "--seed", "1"], "--seed 0 -> 1"),
+        ([*_argv(photo_folder, run), "--batch-size", "2"], "--batch-size 4 -> 2"),
+    ):
+        assert main([*argv, "--steps", "4"]) == 2
+        err = capsys.readouterr().err
+        assert f"this run was started with different settings ({change})" in err, err
+        assert "give the values it started with" in err and "Traceback" not in err
+    assert json.loads((run / "checkpoint.json").read_text())["step"] == 2  # untouched
+    assert main([*_argv(photo_folder, run), "--steps", "4", "--lr", "1e-3"]) == 0  # extends it
+    assert json.loads((run / "checkpoint.json").read_text())["step"] == 4
+
+
 def _argv(data, run):
     return [
         *("--data", str(data), "--domain", "warm", "--out", str(run), "--size", "32"),
@@ -215,6 +235,9 @@ def test_init_from_fine_tunes_a_trained_specialist(photo_folder, tmp_path):
     weights = [k for k in weights if "num_batches" not in k]  # batch-norm statistics move
     assert weights and all(torch.equal(a[k], b[k]) for k in weights)  # lr 0: unchanged
     assert json.loads((tuned / "checkpoint.json").read_text())["step"] == 1  # from step 0
+    # the same command resumes the fine-tune (its architecture is the starting specialist's)
+    train(_config(photo_folder, tuned, steps=2, lr=0.0, arch_args={"ngf": 4}, init_from=start))
+    assert json.loads((tuned / "checkpoint.json").read_text())["step"] == 2
 
 
 def test_init_from_a_missing_file_is_a_usage_error(photo_folder, tmp_path):

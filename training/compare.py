@@ -24,6 +24,7 @@ import torch
 
 import discriminators
 import specialists
+from common.cli import HelpFormatter, UsageError, add_options, from_args, plain, run_command
 from common.files import atomic_write_json, atomic_write_text
 from specialists.checkpoint import CheckpointError, read_config
 from training.data import ColourPhotos, find_images, scan_images
@@ -36,7 +37,9 @@ from training.quality import (
     markdown_table,
     save_comparison_grid,
 )
-from training.train_specialist import CHECKPOINT, TrainConfig, UsageError, train
+from training.specialist_config import TrainConfig
+from training.specialist_state import CHECKPOINT
+from training.train_specialist import train
 
 
 @dataclass(frozen=True)
@@ -220,73 +223,69 @@ def write_report(rows: list[dict], shared: dict, out: Path, grid: dict[str, torc
     print(f"wrote {out / 'table.md'}, {out / 'results.json'} and {out / 'grid.png'}")
 
 
+# the training settings a comparison shares between its systems (the rest are TrainConfig's
+# defaults, or each system's own)
+SHARED = (
+    "data",
+    "domain",
+    "size",
+    "batch_size",
+    "steps",
+    "warmup_steps",
+    "lr",
+    "eval_every",
+    "num_val",
+    "device",
+    "threads",
+    "seed",
+    "progress",
+)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    defaults = TrainConfig(data="", out="")
     parser = argparse.ArgumentParser(
-        prog="python -m training.compare", description=__doc__.split("\n")[0]
+        prog="python -m training.compare",
+        description=plain(__doc__).replace("    python -m", "examples:\n  python -m", 1),
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument("--data", required=True, help="data folder (train/<domain>, val/...)")
-    parser.add_argument("--domain", default="portrait", help="domain to train and evaluate on")
     parser.add_argument("--runs", type=Path, default=Path("runs/compare"), help="run folders")
     parser.add_argument("--out", type=Path, required=True, help="report folder")
     parser.add_argument(
         "--systems",
-        default=",".join(SYSTEMS),
-        help=f"comma-separated subset of: {', '.join(SYSTEMS)}",
+        help=f"comma-separated subset of: {', '.join(SYSTEMS)} (default: all of them)",
     )
-    parser.add_argument("--size", type=int, default=defaults.size)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--steps", type=int, required=True, help="optimizer steps per system")
-    parser.add_argument("--warmup-steps", type=int, default=0, help="L1-only steps first")
-    parser.add_argument("--lr", type=float, default=defaults.lr)
-    parser.add_argument("--eval-every", type=int, default=defaults.eval_every)
-    parser.add_argument("--num-val", type=int, default=200, help="validation photos to score")
     parser.add_argument("--grid-photos", type=int, default=6, help="rows of the PNG grid")
-    parser.add_argument("--device", default=defaults.device)
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    add_options(
+        parser,
+        TrainConfig,
+        SHARED,
+        defaults={"domain": "portrait"},
+        required=["steps"],
+        helps={
+            "domain": "the domain to train and evaluate on",
+            "steps": "optimizer steps per system (the same image budget for every one)",
+            "num_val": "validation photos each system is scored on",
+        },
+    )
     return parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Train and compare the systems ``args`` names, with the settings it gives them all."""
+    names = [n.strip() for n in (args.systems or ",".join(SYSTEMS)).split(",") if n.strip()]
+    unknown = [n for n in names if n not in SYSTEMS]
+    if unknown or not names:
+        raise UsageError(f"unknown systems {unknown}; known: {', '.join(SYSTEMS)}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    base = from_args(TrainConfig, args, out="")
+    systems = {n: SYSTEMS[n] for n in names}
+    compare(systems, base, args.runs, args.out, args.num_val, args.grid_photos)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    names = [n.strip() for n in args.systems.split(",") if n.strip()]
-    unknown = [n for n in names if n not in SYSTEMS]
-    if unknown or not names:
-        print(f"error: unknown systems {unknown}; known: {', '.join(SYSTEMS)}", file=sys.stderr)
-        return 2
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    base = TrainConfig(
-        data=args.data,
-        out="",
-        domain=args.domain,
-        size=args.size,
-        batch_size=args.batch_size,
-        steps=args.steps,
-        warmup_steps=args.warmup_steps,
-        lr=args.lr,
-        eval_every=args.eval_every,
-        num_val=args.num_val,
-        device=args.device,
-        threads=args.threads,
-        seed=args.seed,
-        progress=args.progress,
-    )
-    try:
-        compare(
-            {n: SYSTEMS[n] for n in names},
-            base,
-            args.runs,
-            args.out,
-            args.num_val,
-            args.grid_photos,
-        )
-    except (UsageError, CheckpointError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(lambda: run(args), errors=(CheckpointError,))
 
 
 if __name__ == "__main__":

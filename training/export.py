@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
+from common.cli import HelpFormatter, plain
 from specialists.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from specialists.cli import HelpFormatter, plain
-from training.train_specialist import CHECKPOINT
+from training.specialist_state import CHECKPOINT
 
 KEPT_ROLES = ("generator", "discriminator")
 KEPT_CONFIG = ("models", "domain", "size", "step", "total_steps", "data", "metrics", "train")

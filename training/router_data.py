@@ -10,15 +10,26 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from common.cli import UsageError
 from common.files import atomic_write_bytes
 from router.preprocess import IMAGE_ERRORS, fit_square, load_l_norm, resize_short_side
-from training.data import find_images, list_domains
+from training.data import (
+    HOLDOUT,
+    PLAIN_VAL_PERCENT,
+    find_images,
+    has_holdout_folder,
+    has_splits,
+    in_holdout,
+    list_domains,
+)
+from training.router_config import RouterTrainConfig
 
 SHARD = 512
 
@@ -166,3 +177,50 @@ class _Offset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, bool]:
         return self.base[self.start + i]
+
+
+def check_data(cfg: RouterTrainConfig) -> tuple[Path, list[str], Labelled, Labelled]:
+    """(root, domains, train, val) of ``cfg.data``; refuses data a router cannot learn from."""
+    root = Path(cfg.data)
+    if not root.is_dir():
+        raise UsageError(f"{root}: no such data folder")
+    domains = domains_of(root)
+    if len(domains) < 2:
+        raise UsageError(f"{root}: need at least two domain folders, found {domains}")
+    train = gather(root, "train", domains, cfg.max_per_domain)
+    if cfg.calibrate_on == HOLDOUT and has_holdout_folder(root):
+        # the data's own holdout split rides along with train (same views and cache) and is
+        # masked out of training by calibration_rows
+        holdout = gather(root, HOLDOUT, domains)
+        train = Labelled(train.paths + holdout.paths, train.labels + holdout.labels)
+    val = gather(root, "val", domains)
+    for split, data in (("train", train), ("val", val)):
+        counts = np.bincount(np.asarray(data.labels, dtype=np.int64), minlength=len(domains))
+        empty = [d for d, c in zip(domains, counts) if c == 0]
+        if empty:
+            layout = (
+                ""
+                if has_splits(root)
+                else f" (DIR/<domain>/ folders keep a fixed {PLAIN_VAL_PERCENT}% of their photos, "
+                "chosen by file name, for validation: add photos, or put them in "
+                "DIR/train/<domain>/ and DIR/val/<domain>/)"
+            )
+            raise UsageError(f"{root}: no {split} photos for domain(s) {', '.join(empty)}{layout}")
+    return root, domains, train, val
+
+
+def calibration_rows(
+    cfg: RouterTrainConfig, root: Path, domains: list[str], train_set: Labelled
+) -> torch.Tensor:
+    """Mask of the training photos kept out of training to calibrate on (none with val)."""
+    if cfg.calibrate_on == "val":
+        return torch.zeros(len(train_set.paths), dtype=torch.bool)
+    held = torch.tensor([in_holdout(root, p) for p in train_set.paths], dtype=torch.bool)
+    labels = torch.tensor(train_set.labels)
+    missing = [d for i, d in enumerate(domains) if not bool(held[labels == i].any())]
+    if missing or held.all():
+        raise UsageError(
+            f"{root}: no training photos held out for {', '.join(missing) or 'training'}; "
+            "use --calibrate-on val"
+        )
+    return held

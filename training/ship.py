@@ -27,10 +27,10 @@ import shlex
 import sys
 from pathlib import Path
 
+from common.cli import HelpFormatter, UsageError, plain
 from common.files import atomic_write_bytes
 from router import RouterError, load_router
 from specialists.checkpoint import CheckpointError
-from specialists.cli import HelpFormatter, plain
 from training import calibrate_judge, fit_chroma, fit_restraint, train_all
 from training.export import export_run
 
@@ -169,16 +169,16 @@ def plan(args: argparse.Namespace) -> tuple[list[str], dict[str, Path], dict[str
     given = dict(args.specialist)
     unknown = sorted(set(given) - set(domains))
     if unknown:
-        raise train_all.UsageError(
+        raise UsageError(
             f"--specialist {', '.join(unknown)}: not a domain of {args.data} "
             f"(it has {', '.join(domains)})"
         )
     kept = {}
     if args.keep is not None:
         if not (args.keep / SPECIALISTS).is_dir():
-            raise train_all.UsageError(f"--keep {args.keep}: no {SPECIALISTS}/ folder in it")
+            raise UsageError(f"--keep {args.keep}: no {SPECIALISTS}/ folder in it")
         if args.keep.resolve() == args.out.resolve():
-            raise train_all.UsageError(
+            raise UsageError(
                 f"--keep {args.keep} is --out: write to a new folder, then replace the old one"
             )
         for domain in domains:
@@ -191,7 +191,7 @@ def plan(args: argparse.Namespace) -> tuple[list[str], dict[str, Path], dict[str
         if p.stem not in domains
     ]
     if stale:
-        raise train_all.UsageError(
+        raise UsageError(
             f"{args.out} holds specialists for {', '.join(stale)}, which {args.data} has no "
             "folder for: choose a new --out"
         )
@@ -208,12 +208,12 @@ def main(argv: list[str] | None = None) -> int:
         if train:
             train_all.check_specialist_flags(str(args.data), forwarded)
         elif forwarded:
-            raise train_all.UsageError(
+            raise UsageError(
                 f"unrecognized arguments: {' '.join(forwarded)} (no specialist to train)"
             )
         if args.router is None:
             train_all.check_flags(train_all.ROUTER_MODULE, str(args.data), router_args)
-    except (train_all.UsageError, RouterError) as exc:
+    except (UsageError, RouterError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     router = args.router or args.runs / train_all.ROUTER / "router"

@@ -32,6 +32,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from common.cli import UsageError, choose_device
+
 SPECIALIST_MODULE = "training.train_specialist"
 ROUTER_MODULE = "training.train_router"
 ROUTER = "router"  # the router's run folder and progress-bar name
@@ -41,10 +43,6 @@ POLL_S = 0.5
 STOP_WAIT_S = 120.0  # how long a run may take to save its checkpoint after Ctrl-C
 TAIL_LINES = 15
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
-
-class UsageError(Exception):
-    """A problem with the command line or the data that the user must fix."""
 
 
 @dataclass
@@ -387,10 +385,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.threads is not None and args.threads < 1:
             raise UsageError("--threads must be at least 1")
         check_specialist_flags(args.data, forwarded)
-        cuda = args.device is None or args.device.startswith("cuda")
-        gpus = visible_gpus() if cuda else []
-        if args.device and args.device.startswith("cuda") and not gpus:
-            raise UsageError(f"--device {args.device} asked for, but no CUDA GPU is available")
+        if args.device:
+            choose_device(args.device)  # refused here as each trainer would refuse it
+        gpus = visible_gpus() if args.device is None or args.device.startswith("cuda") else []
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

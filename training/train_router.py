@@ -13,12 +13,10 @@
 """
 
 import argparse
-import csv
-import io
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +24,19 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from common.files import atomic_write, atomic_write_json, atomic_write_text, remove_stale_temps
+from common.cli import (
+    EXIT_INTERRUPTED,
+    HelpFormatter,
+    UsageError,
+    add_options,
+    changed_settings,
+    choose_device,
+    from_args,
+    plain,
+    refuse_changes,
+    run_command,
+)
+from common.files import atomic_write_json, remove_stale_temps
 from router.net import ROUTERS
 from router.router import Router
 from specialists.checkpoint import (
@@ -36,85 +46,19 @@ from specialists.checkpoint import (
     strip_prefix,
     with_prefix,
 )
-from specialists.cli import HelpFormatter, catalogue, plain
-from training.data import HOLDOUT, PLAIN_VAL_PERCENT, has_holdout_folder, has_splits, in_holdout
+from specialists.cli import catalogue
+from training.data import has_splits
+from training.monitor import ROUTER_COLUMNS, ROUTER_PANELS, MetricsLog
 from training.optim_state import optimizer_from_tensors, optimizer_to_tensors
-from training.router_data import Labelled, domains_of, gather, trunk_outputs
+from training.router_config import RESUME_FIELDS, RouterTrainConfig
+from training.router_data import calibration_rows, check_data, trunk_outputs
 from training.router_export import Outputs, calibrate, measure, write_reports
 
 CHECKPOINT = "checkpoint.safetensors"
-# Settings that must match to resume a run (the rest may change between reruns).
-RESUME_KEYS = (
-    "arch",
-    "backbone",
-    "size",
-    "train_blocks",
-    "views",
-    "seed",
-    "max_per_domain",
-    "calibrate_on",
-)
-CALIBRATION_SPLITS = ("holdout", "val")
-
-
-@dataclass
-class RouterTrainConfig:
-    data: str
-    out: str
-    arch: str = "effnet_lite0_router"
-    backbone: str | None = None
-    pretrained: bool = True
-    size: int = 128
-    train_blocks: int = 1
-    views: int = 3
-    epochs: int = 6
-    batch_size: int = 64
-    lr: float = 1e-3
-    backbone_lr_scale: float = 0.3
-    weight_decay: float = 0.02
-    label_smoothing: float = 0.0
-    seed: int = 0
-    max_per_domain: int | None = None
-    k: int = 10
-    index_dim: int = 128
-    ood_alpha: float = 0.01
-    target_accuracy: float = 0.995
-    calibrate_on: str = "holdout"
-    device: str = "cpu"
-    threads: int | None = None
-    workers: int = 1  # image decoding runs beside the network in one worker process
-
-
-class UsageError(Exception):
-    """A problem with the command line or the data the user pointed at."""
-
-
-HELP = {
-    "size": "router input: the centre square of the photo's lightness, in pixels",
-    "train_blocks": "backbone blocks trained (the rest stay frozen and are cached); 0 trains "
-    "only the head",
-    "views": "views per training photo: the centre square plus VIEWS - 1 random crops with "
-    "flips and tone changes",
-    "epochs": "passes over the cached training photos",
-    "batch_size": "photos per step (and per trunk-caching batch)",
-    "seed": "seed of the views, the order and the network's init",
-    "k": "neighbours in the kNN vote and the out-of-distribution distance",
-    "index_dim": "dimensions the kNN index's PCA keeps of each embedding",
-    "workers": "image-decoding processes beside the network",
-    "lr": "AdamW learning rate of the head (cosine schedule)",
-    "backbone_lr_scale": "the trained backbone blocks' learning rate, as a fraction of --lr",
-    "weight_decay": "AdamW weight decay",
-    "label_smoothing": "cross-entropy label smoothing",
-    "ood_alpha": "typicality: photos farther from their neighbours than all but this share of "
-    "the calibration photos lose confidence",
-    "target_accuracy": "the threshold is the lowest confidence at which the calibration "
-    "photos routed alone are right this often",
-}
 
 
 def parse_args(argv: list[str] | None = None) -> RouterTrainConfig:
-    defaults = RouterTrainConfig(data="", out="")
-    p = argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(
         prog="python -m training.train_router",
         description=plain(__doc__)
         + """
@@ -125,72 +69,8 @@ then: cp -r RUN_DIR/router WEIGHTS/router (python -m training.ship does every st
         formatter_class=HelpFormatter,
         epilog=catalogue(ROUTERS, "router networks (--arch)"),
     )
-    p.add_argument(
-        "--data",
-        required=True,
-        help="photo folder: DIR/<domain>/, or DIR/train/<domain>/ + DIR/val/<domain>/ "
-        "(at least two domains)",
-    )
-    p.add_argument("--out", required=True, help="run folder (rerun on it to resume)")
-    p.add_argument(
-        "--arch",
-        default=defaults.arch,
-        choices=ROUTERS.names(),
-        metavar="ARCH",
-        help="router network, one of those listed below",
-    )
-    p.add_argument("--backbone", default=None, help="timm backbone name, for --arch timm_router")
-    p.add_argument(
-        "--no-pretrained",
-        dest="pretrained",
-        action="store_false",
-        help="random init instead of ImageNet weights (tests)",
-    )
-    for name, kind in (
-        ("size", int),
-        ("train_blocks", int),
-        ("views", int),
-        ("epochs", int),
-        ("batch_size", int),
-        ("lr", float),
-        ("backbone_lr_scale", float),
-        ("weight_decay", float),
-        ("label_smoothing", float),
-        ("seed", int),
-        ("k", int),
-        ("index_dim", int),
-        ("ood_alpha", float),
-        ("target_accuracy", float),
-        ("workers", int),
-    ):
-        p.add_argument(
-            f"--{name.replace('_', '-')}",
-            type=kind,
-            default=getattr(defaults, name),
-            help=HELP[name],
-        )
-    p.add_argument(
-        "--max-per-domain",
-        type=int,
-        default=None,
-        help="use at most N training photos per domain (default: all)",
-    )
-    p.add_argument(
-        "--calibrate-on",
-        choices=CALIBRATION_SPLITS,
-        default=defaults.calibrate_on,
-        help="fit calibration and threshold on the held-out part of train (it is not "
-        "trained on) or on val (for DIR/<domain>/ folders, whose held-out part is val)",
-    )
-    p.add_argument(
-        "--device",
-        default="cuda" if torch.cuda.is_available() else "cpu",
-        help="cpu, cuda or cuda:N",
-    )
-    p.add_argument(
-        "--threads", type=int, default=None, help="CPU threads for torch (default: all cores)"
-    )
-    return RouterTrainConfig(**vars(p.parse_args(argv)))
+    add_options(parser, RouterTrainConfig)
+    return from_args(RouterTrainConfig, parser.parse_args(argv))
 
 
 def _net_kwargs(cfg: RouterTrainConfig, num_domains: int) -> dict:
@@ -202,52 +82,6 @@ def _net_kwargs(cfg: RouterTrainConfig, num_domains: int) -> dict:
     if cfg.backbone:
         kwargs["backbone"] = cfg.backbone
     return kwargs
-
-
-def _check_data(cfg: RouterTrainConfig) -> tuple[Path, list[str], Labelled, Labelled]:
-    root = Path(cfg.data)
-    if not root.is_dir():
-        raise UsageError(f"{root}: no such data folder")
-    domains = domains_of(root)
-    if len(domains) < 2:
-        raise UsageError(f"{root}: need at least two domain folders, found {domains}")
-    train = gather(root, "train", domains, cfg.max_per_domain)
-    if cfg.calibrate_on == HOLDOUT and has_holdout_folder(root):
-        # the data's own holdout split rides along with train (same views and cache) and is
-        # masked out of training by _calibration_rows
-        holdout = gather(root, HOLDOUT, domains)
-        train = Labelled(train.paths + holdout.paths, train.labels + holdout.labels)
-    val = gather(root, "val", domains)
-    for split, data in (("train", train), ("val", val)):
-        counts = np.bincount(np.asarray(data.labels, dtype=np.int64), minlength=len(domains))
-        empty = [d for d, c in zip(domains, counts) if c == 0]
-        if empty:
-            layout = (
-                ""
-                if has_splits(root)
-                else f" (DIR/<domain>/ folders keep a fixed {PLAIN_VAL_PERCENT}% of their photos, "
-                "chosen by file name, for validation: add photos, or put them in "
-                "DIR/train/<domain>/ and DIR/val/<domain>/)"
-            )
-            raise UsageError(f"{root}: no {split} photos for domain(s) {', '.join(empty)}{layout}")
-    return root, domains, train, val
-
-
-def _calibration_rows(
-    cfg: RouterTrainConfig, root: Path, domains: list[str], train_set: Labelled
-) -> torch.Tensor:
-    """Mask of the training photos kept out of training to calibrate on (none with val)."""
-    if cfg.calibrate_on == "val":
-        return torch.zeros(len(train_set.paths), dtype=torch.bool)
-    held = torch.tensor([in_holdout(root, p) for p in train_set.paths], dtype=torch.bool)
-    labels = torch.tensor(train_set.labels)
-    missing = [d for i, d in enumerate(domains) if not bool(held[labels == i].any())]
-    if missing or held.all():
-        raise UsageError(
-            f"{root}: no training photos held out for {', '.join(missing) or 'training'}; "
-            "use --calibrate-on val"
-        )
-    return held
 
 
 def _lr_factor(step: int, total: int, warmup: int) -> float:
@@ -270,51 +104,14 @@ def _tail_outputs(
     return torch.cat(logits).numpy(), torch.cat(embeds).numpy()
 
 
-class History:
-    """metrics.csv (one row per epoch) and its plot."""
-
-    COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
-
-    def __init__(self, folder: Path, rows: list[dict]) -> None:
-        self.csv, self.png, self.rows = folder / "metrics.csv", folder / "metrics.png", list(rows)
-
-    def append(self, row: dict) -> None:
-        self.rows.append(row)
-        text = io.StringIO(newline="")
-        writer = csv.DictWriter(text, fieldnames=self.COLUMNS)
-        writer.writeheader()
-        writer.writerows(self.rows)
-        atomic_write_text(self.csv, text.getvalue())
-        self._plot()
-
-    def _plot(self) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        epochs = [r["epoch"] for r in self.rows]
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-        for key in ("train_loss", "val_loss"):
-            axes[0].plot(epochs, [r[key] for r in self.rows], marker="o", label=key)
-        for key in ("train_acc", "val_acc"):
-            axes[1].plot(epochs, [r[key] for r in self.rows], marker="o", label=key)
-        for ax, title in zip(axes, ("cross-entropy", "accuracy")):
-            ax.set_xlabel("epoch")
-            ax.set_title(title)
-            ax.legend()
-        fig.tight_layout()
-        atomic_write(self.png, lambda handle: fig.savefig(handle, format="png", dpi=90))
-        plt.close(fig)
-
-
 def train(cfg: RouterTrainConfig) -> dict:
     """Run (or resume) all three stages; returns the validation metrics."""
+    cfg.device = str(choose_device(cfg.device))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if cfg.train_blocks < 0 or cfg.views < 1 or cfg.epochs < 0:
         raise UsageError("--train-blocks and --epochs must be >= 0, --views >= 1")
-    root, domains, train_set, val_set = _check_data(cfg)
+    root, domains, train_set, val_set = check_data(cfg)
     if cfg.calibrate_on == "holdout" and not has_splits(root):
         print(
             f"{root} has no train/ and val/ splits: its held-out photos are val; calibrating on val"
@@ -364,7 +161,7 @@ def train(cfg: RouterTrainConfig) -> dict:
             print(f"warning: {path}: unreadable image, skipped ({split})", file=sys.stderr)
     y_train = torch.tensor(train_set.labels)
     y_val = torch.tensor(val_set.labels)
-    held = _calibration_rows(cfg, root, domains, train_set)
+    held = calibration_rows(cfg, root, domains, train_set)
     usable = torch.nonzero(ok_train & ~held).flatten()
 
     # Stage 2: train the tail and head, resumably.
@@ -377,8 +174,8 @@ def train(cfg: RouterTrainConfig) -> dict:
         weight_decay=cfg.weight_decay,
     )
     base_lrs = [g["lr"] for g in optimizer.param_groups]
-    start_epoch, rows = _resume(out / CHECKPOINT, cfg, domains, net, optimizer)
-    history = History(out, rows)
+    start_epoch, history = _resume(out / CHECKPOINT, cfg, domains, net, optimizer)
+    log = MetricsLog(out / "metrics.csv", ROUTER_COLUMNS, start_epoch, x="epoch")
     steps_per_epoch = math.ceil(len(usable) / cfg.batch_size)
     total, warmup = steps_per_epoch * cfg.epochs, min(steps_per_epoch, 50)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
@@ -429,7 +226,9 @@ def train(cfg: RouterTrainConfig) -> dict:
             "seconds": round(time.time() - began, 1),
         }
         history.append(row)
-        _save(out / CHECKPOINT, cfg, domains, net, optimizer, epoch + 1, history.rows)
+        log.append(row)
+        log.plot(out / "metrics.png", ROUTER_PANELS)
+        _save(out / CHECKPOINT, cfg, domains, net, optimizer, epoch + 1, history)
         print(
             f"epoch {epoch + 1}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}; "
             f"val loss {val_loss:.4f} acc {val_acc:.4f}"
@@ -477,7 +276,7 @@ def train(cfg: RouterTrainConfig) -> dict:
             "val_photos": len(val_out.labels),
             "note": f"trained on {root.name} photos: research-only terms apply (see its README)",
         },
-        "training": asdict(cfg) | {"epochs_done": len(history.rows), "history": history.rows},
+        "training": asdict(cfg) | {"epochs_done": len(history), "history": history},
         "metrics": {k: v for k, v in metrics.items() if k != "reliability"},
     }
     router = Router(net.cpu(), index, calibration, domains, threshold, config)
@@ -524,15 +323,10 @@ def _resume(
         tensors, config = load_checkpoint(path)
     except CheckpointError as exc:
         raise UsageError(f"{exc}; delete it or choose another --out") from exc
-    before = config.get("train_config", {})
-    changed = [k for k in RESUME_KEYS if before.get(k) != getattr(cfg, k)]
+    changed = changed_settings(config.get("train_config", {}), cfg, RESUME_FIELDS)
     if config.get("domains") != domains:
         changed.append(f"domains {config.get('domains')} -> {domains}")
-    if changed:
-        raise UsageError(
-            f"{path}: this run was started with different settings ({', '.join(changed)}); "
-            "use another --out"
-        )
+    refuse_changes(str(path), changed)
     net.load_state_dict(strip_prefix(tensors, "router"))
     optimizer_from_tensors(optimizer, tensors, config["optimizer"], "optimizer")
     epoch = int(config["epoch"])
@@ -568,21 +362,13 @@ def _summary(metrics: dict, domains: list[str], out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
-    try:
-        train(cfg)
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # an unwritable --out, a full disk
-        print(f"error: {exc.filename or cfg.out}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
+    code = run_command(lambda: train(cfg))
+    if code == EXIT_INTERRUPTED:
         print(
             f"\ninterrupted: rerun the same command to resume from {Path(cfg.out) / CHECKPOINT}",
             file=sys.stderr,
         )
-        return 130
-    return 0
+    return code
 
 
 if __name__ == "__main__":

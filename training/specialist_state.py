@@ -1,0 +1,144 @@
+"""A specialist run's networks and optimizers: built fresh, warm-started from a trained
+specialist, or restored exactly from the run's checkpoint (the one resume rule applied)."""
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import discriminators
+import specialists
+from common.cli import UsageError, changed_settings, refuse_changes
+from specialists.checkpoint import (
+    CheckpointError,
+    build_from_checkpoint,
+    load_checkpoint,
+    model_spec,
+    read_config,
+    save_checkpoint,
+    with_prefix,
+)
+from training.optim_state import optimizer_from_tensors, optimizer_to_tensors
+from training.specialist_config import ARCHITECTURE, RESUME_FIELDS, TrainConfig
+
+CHECKPOINT = "checkpoint.safetensors"
+
+
+def resume_settings(path: Path, config: TrainConfig) -> dict | None:
+    """The saved config of the run in ``path`` (None for a new run), after refusing a changed
+    setting that would change the model or the data. With ``--init-from`` the architecture is
+    the starting specialist's, whatever the command line says: the run keeps the saved one."""
+    if not path.exists():
+        return None
+    saved = read_config(path)
+    before = saved.get("train", {})
+    checked = [name for name in RESUME_FIELDS if not (config.init_from and name in ARCHITECTURE)]
+    refuse_changes(str(path), changed_settings(before, config, checked))
+    if config.init_from:
+        for name in ARCHITECTURE:
+            setattr(config, name, before.get(name, getattr(config, name)))
+    return saved
+
+
+def build_models(config: TrainConfig) -> tuple[nn.Module, nn.Module]:
+    """Fresh generator (ImageNet encoder where it has one) and discriminator, or, with
+    ``init_from``, both rebuilt from a trained specialist to fine-tune (architecture included)."""
+    if config.init_from:
+        return warm_start(config)
+    kwargs = dict(config.arch_args)
+    if specialists.GENERATORS.accepts(config.arch, "pretrained"):
+        kwargs["pretrained"] = config.pretrained
+    generator = specialists.create_model(config.arch, **kwargs)
+    discriminator = discriminators.create_model(
+        config.disc, **{"spectral_norm": config.spectral_norm, **config.disc_args}
+    )
+    return generator, discriminator
+
+
+def warm_start(config: TrainConfig) -> tuple[nn.Module, nn.Module]:
+    """Generator and discriminator of an exported specialist or a training checkpoint; the
+    run takes their architecture (a fine-tune keeps the shape it starts from)."""
+    try:
+        tensors, saved = load_checkpoint(config.init_from)
+        generator = build_from_checkpoint(tensors, saved, "generator", specialists.create_model)
+        discriminator = build_from_checkpoint(
+            tensors, saved, "discriminator", discriminators.create_model
+        )
+    except (CheckpointError, RuntimeError, KeyError, TypeError) as exc:
+        raise UsageError(f"--init-from {config.init_from}: cannot start from it ({exc})") from exc
+    g_spec, d_spec = generator.spec, discriminator.spec
+    config.arch, config.disc = g_spec["name"], d_spec["name"]
+    config.arch_args = {k: v for k, v in g_spec["kwargs"].items() if k != "pretrained"}
+    d_args = dict(d_spec["kwargs"])
+    config.spectral_norm = bool(d_args.pop("spectral_norm", config.spectral_norm))
+    config.disc_args = d_args
+    return generator, discriminator
+
+
+@dataclass
+class Nets:
+    """The generator, the discriminator and their optimizers: what a checkpoint holds."""
+
+    generator: nn.Module
+    discriminator: nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+
+    def set_lr(self, lr: float) -> None:
+        for group in (*self.opt_g.param_groups, *self.opt_d.param_groups):
+            group["lr"] = lr
+
+
+def create_nets(config: TrainConfig, resume: bool, path: Path) -> tuple[Nets, int]:
+    """(networks, first step): fresh (or warm-started) at step 0, or, with ``resume``, the
+    checkpoint's networks, optimizer states and RNG state, exactly as they were saved."""
+    if resume:
+        tensors, saved = load_checkpoint(path)
+        generator = build_from_checkpoint(tensors, saved, "generator", specialists.create_model)
+        discriminator = build_from_checkpoint(
+            tensors, saved, "discriminator", discriminators.create_model
+        )
+    else:
+        generator, discriminator = build_models(config)
+    stride = getattr(generator, "stride", 1)
+    if config.size % stride:
+        raise UsageError(f"--size {config.size} must be a multiple of {config.arch}'s {stride}")
+    betas = (config.beta1, config.beta2)
+    opt_g = torch.optim.Adam(generator.parameters(), config.lr, betas=betas)
+    opt_d = torch.optim.Adam(discriminator.parameters(), config.lr, betas=betas)
+    if not resume:
+        return Nets(generator, discriminator, opt_g, opt_d), 0
+    optimizer_from_tensors(opt_g, tensors, saved["optimizers"]["g"], "optimizer_g")
+    optimizer_from_tensors(opt_d, tensors, saved["optimizers"]["d"], "optimizer_d")
+    torch.set_rng_state(tensors["rng.torch"])
+    return Nets(generator, discriminator, opt_g, opt_d), saved["step"]
+
+
+def save_run(path: Path, nets: Nets, config: TrainConfig, step: int, record: dict) -> None:
+    """The checkpoint of ``step``: weights, optimizer and RNG states, settings and ``record``
+    (total steps, data, metrics, hardware), everything an exact resume and an export need."""
+    tensors = with_prefix(nets.generator.state_dict(), "generator")
+    tensors |= with_prefix(nets.discriminator.state_dict(), "discriminator")
+    g_tensors, g_meta = optimizer_to_tensors(nets.opt_g, "optimizer_g")
+    d_tensors, d_meta = optimizer_to_tensors(nets.opt_d, "optimizer_d")
+    tensors |= g_tensors | d_tensors | {"rng.torch": torch.get_rng_state()}
+    meta = {
+        "format": "routed-colorizer/checkpoint-1",
+        "models": {
+            "generator": model_spec(nets.generator),
+            "discriminator": model_spec(nets.discriminator),
+        },
+        "optimizers": {"g": g_meta, "d": d_meta},
+        "train": asdict(config),
+        "domain": config.domain,
+        "size": config.size,
+        "step": step,
+    }
+    save_checkpoint(path, tensors, meta | record)
+
+
+def hardware(device: torch.device) -> str:
+    """The device a checkpoint was trained on, with the core count on a CPU."""
+    return str(device) + ("" if device.type != "cpu" else f" ({os.cpu_count()} cores)")
