@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from common.cli import UsageError
 from serve.colorizer import Colorizer, weights_fingerprints
 from serve.imageio import ImageReadError, Photo, read_image
 from serve.restraint import DEFAULT_K, RESTRAINT_FILE, Restraint, save_restraint
@@ -33,10 +34,6 @@ from specialists.metrics import psnr
 from training.data import HOLDOUT, evenly_spaced, find_images, list_domains
 
 STRENGTHS = tuple(round(0.1 * i, 1) for i in range(11))  # 0 (gray) .. 1 (the model's colour)
-
-
-class UsageError(Exception):
-    """Bad arguments or data: printed as one line, exit status 2."""
 
 
 def truth_at(photo: Photo, shape: tuple[int, int]) -> torch.Tensor:

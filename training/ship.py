@@ -80,7 +80,7 @@ def ship(
     judge = calibrate_judge.calibrate(data, out, per_domain=per_domain, progress=progress)
     try:
         restraint = fit_restraint.fit(data, out, progress=progress, per_domain=per_domain)
-    except fit_restraint.UsageError as exc:  # too few held-out photos: serve without it
+    except UsageError as exc:  # too few held-out photos: serve without it
         restraint = {"skipped": str(exc)}
     return {"chroma": chroma, "judge": judge, "restraint": restraint}
 

@@ -6,16 +6,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from router.evaluate import UsageError as CollectError
+from common.cli import UsageError
 from router.evaluate import collect, relative_name
 from serve.colorizer import Colorizer
 from serve.imageio import ImageReadError, Photo, read_image
 from serve.transfer import model_shape
 from training.data import evenly_spaced
-
-
-class UsageError(Exception):
-    """Arguments or data that cannot work; reported in one line, exit code 2."""
 
 
 @dataclass(frozen=True)
@@ -33,10 +29,7 @@ def find_items(root: Path, split: str | None) -> tuple[list[Item], str | None]:
     """
     if split is None and (root / "val").is_dir():
         split = "val"
-    try:
-        collection = collect(root, [split] if split else None)
-    except CollectError as exc:
-        raise UsageError(str(exc)) from None
+    collection = collect(root, [split] if split else None)
     items = [Item(photo.path, photo.folder) for photo in collection.photos if photo.folder]
     if not items:
         raise UsageError(f"{root}: no <domain>/ subfolders with photos (or val/<domain>/)")
