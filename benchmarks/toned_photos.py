@@ -1,4 +1,4 @@
-"""How well ``specialists.tone`` tells toned black-and-white photos from colour photos.
+"""How well ``common.tone`` tells toned black-and-white photos from colour photos.
 
     python benchmarks/toned_photos.py [--data ../shared/data/colorize-v2] [--splits holdout val]
 
@@ -23,7 +23,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from specialists.tone import COLOUR, GREY, TONED, colour_kind  # noqa: E402
+from common.tone import COLOUR, GREY, TONED, colour_kind  # noqa: E402
 from tests.tones import random_toned  # noqa: E402
 
 POINTER_BYTES = 1024  # colorize-v2 links v1 photos; a copy without links holds their paths

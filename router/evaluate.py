@@ -2,8 +2,8 @@
 
 DATA_DIR holds one folder of photos per domain, or ``val/<domain>`` and ``test/<domain>``
 splits. Photos are decoded and reduced to the router's grayscale input exactly as serving
-does (``router.preprocess.load_pixels`` and ``router_view``), so the figures are those of
-what is served. Photos loose in DATA_DIR, or in a folder that is not one of the
+does (``common.images.read_image`` and ``router.preprocess.router_view``), so the figures are
+those of what is served. Photos loose in DATA_DIR, or in a folder that is not one of the
 router's domains, are routed and listed but not scored. Unreadable files are reported and
 skipped.
 """
@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from common.cli import HelpFormatter, UsageError, plain
 from common.files import atomic_write_json
+from common.images import ImageReadError, image_files, is_image_file, read_image
 
 from .calibration import expected_calibration_error, reliability
 from .errors import RouterError
@@ -31,7 +32,7 @@ from .metrics import (
     per_domain_scores,
     plot_confusion,
 )
-from .preprocess import IMAGE_ERRORS, is_image_file, load_pixels, router_view
+from .preprocess import router_view
 from .router import Router, load_router
 
 SPLITS = ("train", "holdout", "val", "test")
@@ -53,10 +54,6 @@ class Collection:
     splits: list[str] = field(default_factory=list)
 
 
-def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if is_image_file(p))
-
-
 def collect(root: Path, splits: list[str] | None) -> Collection:
     """Photos under ``root``: split folders (val and test by default) or domain folders."""
     if not root.is_dir():
@@ -76,7 +73,7 @@ def collect(root: Path, splits: list[str] | None) -> Collection:
     for base in bases:
         photos += [Photo(p, "") for p in sorted(base.iterdir()) if is_image_file(p)]
         for sub in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            photos += [Photo(p, sub.name) for p in _images(sub)]
+            photos += [Photo(p, sub.name) for p in image_files(sub)]
     if not photos:
         raise UsageError(f"{root}: no image files found")
     return Collection(photos, wanted)
@@ -93,9 +90,10 @@ class _Inputs(Dataset):
 
     def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str]:
         try:
-            return i, router_view(load_pixels(self.photos[i].path), self.size)[0], ""
-        except IMAGE_ERRORS as exc:
-            return i, None, f"{type(exc).__name__}: {exc}"
+            pixels = read_image(self.photos[i].path, classify=False).pixels
+            return i, router_view(pixels, self.size)[0], ""
+        except ImageReadError as exc:
+            return i, None, exc.reason
 
 
 def _collate(items: list) -> list:

@@ -10,8 +10,8 @@ import torch
 from timm.models.efficientnet import EfficientNet
 from torch import nn
 
+from common.lab import denormalize_l, lab_to_rgb
 from specialists.backbones import create_backbone
-from specialists.lab import denormalize_l, lab_to_rgb
 from specialists.registry import Registry
 
 ROUTERS = Registry("router")

@@ -6,62 +6,31 @@ side is resized to the router's input size and the centre square is kept.
 
 :func:`router_view` is the one way a decoded photo becomes the router's input: serving
 (``serve.Colorizer``) and ``python -m router.evaluate`` both call it (through
-``Router.view``), on pixels decoded alike (:func:`load_pixels` gives what
-``serve.imageio.read_image`` gives), so evaluation measures exactly what is served.
+``Router.view``), on pixels decoded by the one decoder (``common.images.read_image``), so
+evaluation measures exactly what is served.
 """
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
-from common.links import follow_link_file
-from specialists.lab import normalize_l, rgb_to_lightness
-
-SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}  # Pillow's 16/32-bit grey
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
-# What a broken or unsupported image file raises when decoded.
-IMAGE_ERRORS = (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError)
-
-
-def is_image_file(path: Path) -> bool:
-    suffix_ok = path.suffix.lower() in IMAGE_SUFFIXES
-    return suffix_ok and not path.name.startswith(".") and path.is_file()
+from common.images import read_image
+from common.lab import normalize_l, rgb_to_lightness
 
 
 def load_l_norm(path: str | Path) -> torch.Tensor:
     """Decode an image file (colour or not) to normalised lightness, shape (1, 1, H, W).
 
-    Raises one of ``IMAGE_ERRORS`` for files that cannot be decoded.
+    Raises ``common.images.ImageReadError`` for files that cannot be decoded.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with Image.open(follow_link_file(path)) as image:
-            rgb = ImageOps.exif_transpose(image).convert("RGB")
-    array = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0)
+    pixels = read_image(path, classify=False).pixels
+    rgb = np.repeat(pixels[..., None], 3, axis=2) if pixels.ndim == 2 else pixels
+    top = 65535.0 if rgb.dtype == np.uint16 else 255.0
+    array = torch.from_numpy(rgb.astype(np.float32) / top)
     return rgb_to_l_norm(array.permute(2, 0, 1).unsqueeze(0))
-
-
-def load_pixels(path: str | Path) -> np.ndarray:
-    """Decode an image file to upright pixels as serving decodes them: grey (H, W) or RGB
-    (H, W, 3), uint8, or uint16 for 16-bit grey; alpha dropped, grey-valued RGB made grey.
-
-    Raises one of ``IMAGE_ERRORS`` for files that cannot be decoded.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)
-            if image.mode in SIXTEEN_BIT_MODES:
-                return np.clip(np.asarray(image), 0, 65535).astype(np.uint16)
-            grey = image.mode in ("L", "LA", "La", "1")
-            pixels = np.asarray(image.convert("L" if grey else "RGB"))
-    if pixels.ndim == 3 and (pixels == pixels[..., :1]).all():
-        pixels = pixels[..., 0]
-    return np.ascontiguousarray(pixels)
 
 
 def router_view(pixels: np.ndarray, size: int) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Serving: safe image I/O, the Colorizer pipeline and the ``colorize`` command line.
+"""Serving: the Colorizer pipeline and the ``colorize`` command line.
 
 The names below load on first use (PEP 562), so ``python -m serve.colorize --help`` and
 usage errors answer without importing torch or timm.
@@ -9,20 +9,20 @@ from importlib import import_module
 from . import _threads  # noqa: F401  (first: OpenMP settings must precede torch)
 
 _HOMES = {
-    "FORCED": "colorizer",
-    "JUDGE": "colorizer",
-    "ROUTER": "colorizer",
-    "ColorizeResult": "colorizer",
-    "Colorizer": "colorizer",
-    "ImageReadError": "imageio",
-    "Photo": "imageio",
-    "from_pil": "imageio",
-    "read_image": "imageio",
-    "save_image": "imageio",
-    "WeightsError": "weights",
-    "default_weights_dir": "weights",
-    "locate_weights": "weights",
-    "render": "colorizer",
+    "FORCED": "serve.colorizer",
+    "JUDGE": "serve.colorizer",
+    "ROUTER": "serve.colorizer",
+    "ColorizeResult": "serve.colorizer",
+    "Colorizer": "serve.colorizer",
+    "ImageReadError": "common.images",
+    "Photo": "common.images",
+    "from_pil": "common.images",
+    "read_image": "common.images",
+    "save_image": "common.images",
+    "WeightsError": "serve.weights",
+    "default_weights_dir": "serve.weights",
+    "locate_weights": "serve.weights",
+    "render": "serve.colorizer",
 }
 
 __all__ = sorted(_HOMES)
@@ -32,4 +32,4 @@ def __getattr__(name: str) -> object:
     """Import the module that defines ``name`` only when it is first asked for."""
     if name not in _HOMES:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f".{_HOMES[name]}", __name__), name)
+    return getattr(import_module(_HOMES[name]), name)

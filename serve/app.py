@@ -13,21 +13,14 @@ import functools
 import sys
 from pathlib import Path
 
-# `streamlit run serve/app.py` puts serve/ itself first on sys.path, where serve/imageio.py
-# would shadow the PyPI package of that name; import the project from the repo root.
-_ROOT = Path(__file__).resolve().parents[1]
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _ROOT / "serve"]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
+import streamlit as st
+import torch
 
-import streamlit as st  # noqa: E402
-import torch  # noqa: E402
-
-from serve import app_logic as logic  # noqa: E402
-from serve.app_compare import comparison_html, frame_height, full_size_html  # noqa: E402
-from serve.colorizer import JUDGE, Colorizer  # noqa: E402
-from serve.transfer import MAX_STRENGTH  # noqa: E402
-from serve.weights import ENV_VAR, WeightsError, default_weights_dir  # noqa: E402
+from serve import app_logic as logic
+from serve.app_compare import comparison_html, frame_height, full_size_html
+from serve.colorizer import JUDGE, Colorizer
+from serve.transfer import MAX_STRENGTH
+from serve.weights import ENV_VAR, WeightsError, default_weights_dir
 
 AUTOMATIC = "Automatic (router decides)"
 SIZES = (64, 96, 128, 160, 192, 256, 320, 384, 512)

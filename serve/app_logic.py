@@ -24,15 +24,15 @@ import numpy as np
 import torch
 from PIL import Image
 
+from common.images import IMAGE_SUFFIXES, ImageReadError, Photo, read_image
+from common.lab import lab_to_rgb
 from router import Neighbour
-from specialists.lab import lab_to_rgb
 from specialists.metrics import colourfulness, psnr
 
 from .colorizer import FORCED, JUDGE, Colorizer, ColorizeResult, render
-from .imageio import IMAGE_SUFFIXES, ImageReadError, Photo, read_image
 from .transfer import full_lightness
 
-# What the uploader offers (the issue's list); serve.imageio decides what actually opens.
+# What the uploader offers (the issue's list); common.images decides what actually opens.
 UPLOAD_TYPES = ("jpg", "jpeg", "png", "webp", "tif", "tiff", "bmp")
 DATA_ENV = "COLORIZER_DATA"  # where the router's training photos are, for thumbnails
 MB = 1024 * 1024  # Streamlit's megabyte (server.maxUploadSize), so one limit means one size
@@ -206,7 +206,7 @@ def upload_key(data: bytes, *settings: object) -> tuple:
 
 
 def decode_upload(name: str, data: bytes, max_bytes: int) -> Photo:
-    """Decode uploaded bytes with serve.imageio's safety checks.
+    """Decode uploaded bytes with common.images's safety checks.
 
     Raises :class:`UploadRefused` (too large, empty) or :class:`ImageReadError` naming the
     upload as the user knows it. The bytes sit for a moment in a private temporary folder

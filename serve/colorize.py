@@ -39,18 +39,18 @@ from PIL import Image
 from tqdm import tqdm
 
 from common.files import UnsafePathError, check_writable, open_fresh, remove_stale_temps
-
-from . import _threads  # noqa: F401  (OpenMP settings, before torch loads)
-from ._malloc import return_big_buffers
-from .imageio import (
-    IMAGE_SUFFIXES,
+from common.images import (
     MAX_SIDE,
     SAVE_FORMATS,
     ImageReadError,
     Photo,
+    image_files,
     read_image,
     save_image,
 )
+
+from . import _threads  # noqa: F401  (OpenMP settings, before torch loads)
+from ._malloc import return_big_buffers
 from .options import MAX_STRENGTH
 from .weights import ENV_VAR, WeightsError, default_weights_dir, domain_names
 
@@ -92,22 +92,6 @@ def shard_of(relative: str, count: int) -> int:
     """
     digest = hashlib.sha256(relative.encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big") % count
-
-
-def _walk(folder: Path) -> list[Path]:
-    """Image files below ``folder``: hidden files and folders skipped, and no symbolic link to
-    a folder followed (a link loop would list the same photos over and over)."""
-    found = []
-    for top, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]  # links to folders are not walked
-        found += [
-            Path(top, name)
-            for name in files
-            if not name.startswith(".")
-            and Path(name).suffix.lower() in IMAGE_SUFFIXES
-            and Path(top, name).is_file()
-        ]
-    return sorted(found)
 
 
 def _glob_base(pattern: str) -> Path:
@@ -211,7 +195,7 @@ def expand_inputs(args: Sequence[str], out_dir: Path, fmt: str) -> list[Job]:
     for arg in args:
         path = Path(arg)
         if path.is_dir():
-            found += [(f, path) for f in _walk(path)]
+            found += [(f, path) for f in image_files(path)]
             recursive_roots.append(path)
         elif path.is_file():
             found.append((path, path.parent))
@@ -222,7 +206,7 @@ def expand_inputs(args: Sequence[str], out_dir: Path, fmt: str) -> list[Job]:
                 raise UsageError(f"{arg}: no file matches this pattern")
             for match in matches:
                 if match.is_dir():
-                    found += [(f, base) for f in _walk(match)]
+                    found += [(f, base) for f in image_files(match)]
                     recursive_roots.append(match)
                 elif match.is_file() and not match.name.startswith("."):
                     found.append((match, base))

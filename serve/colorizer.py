@@ -33,10 +33,10 @@ import torch
 from PIL import Image
 from torch import nn
 
+from common.images import Photo, from_pil
 from discriminators.scoring import Judge, beliefs, fingerprint, load_calibration
 from specialists.output import predict_ab
 
-from .imageio import Photo, from_pil
 from .restraint import RESTRAINT_FILE, Restraint, load_restraint
 from .transfer import MAX_STRENGTH, check_strength, model_input, model_shape, rejoin_deep
 from .weights import ENV_VAR, HOW_TO_TRAIN, WeightsError, WeightsFolder, locate_weights
@@ -251,7 +251,7 @@ class Colorizer:
     def colorize(
         self, image: Image.Image | Photo, domain: str | None = None, strength: float = 1.0
     ) -> ColorizeResult:
-        """Colour one photo (a PIL image or a decoded :class:`~serve.imageio.Photo`)."""
+        """Colour one photo (a PIL image or a decoded :class:`~common.images.Photo`)."""
         return self.colorize_batch([image], domain, strength)[0]
 
     @torch.inference_mode()

@@ -8,7 +8,7 @@ its detail (chroma is smooth; the eye takes detail from luminance).
 The join runs in horizontal strips with a separable bilinear upsampling that gives exactly
 what ``F.interpolate(mode="bilinear", align_corners=False)`` gives, so a 24-megapixel scan
 never holds more than a strip of float L/Lab/RGB at once. All colour maths is
-``specialists.lab``'s.
+``common.lab``'s.
 """
 
 from functools import lru_cache
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from specialists.lab import join_lab, normalize_l, rgb_to_lab, rgb_to_lightness
+from common.lab import join_lab, normalize_l, rgb_to_lab, rgb_to_lightness
 
 from .options import MAX_STRENGTH
 

@@ -1,4 +1,4 @@
-"""Colorization generators (L in, ab out), Lab maths and safetensors checkpoints."""
+"""Colorization generators (L in, ab out) and safetensors checkpoints (Lab maths: common.lab)."""
 
 from pathlib import Path
 

@@ -10,7 +10,7 @@ mapped to [0, 1]). Losses, discriminators and serving all want normalised ab, so
 import torch
 from torch import nn
 
-from .lab import normalize_ab, rgb_to_lab
+from common.lab import normalize_ab, rgb_to_lab
 
 OUTPUT_CHANNELS = {"ab": 2, "rgb": 3}
 

@@ -57,7 +57,8 @@ def running_app(
 ) -> Iterator[str]:
     """``streamlit run serve/app.py`` on a free port; yields its URL, stops it after."""
     port = _free_port()
-    env = dict(os.environ, COLORIZER_WEIGHTS=str(weights), OMP_NUM_THREADS="1")
+    path = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    env = dict(os.environ, COLORIZER_WEIGHTS=str(weights), OMP_NUM_THREADS="1", PYTHONPATH=path)
     command = [
         sys.executable, "-m", "streamlit", "run", str(ROOT / "serve" / "app.py"),
         "--server.headless", "true", "--server.port", str(port),

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from common.images import ImageReadError
 from router import Neighbour
 from serve import FORCED, JUDGE, ROUTER, Colorizer, ColorizeResult
 from serve import app_logic as logic
 from serve.app_compare import comparison_html, frame_height, full_size_html
 from serve.app_launch import APP, streamlit_argv
-from serve.imageio import ImageReadError
 from tests.serve_support import COLOURS, DOMAINS, colour_photo, grey_photo, make_weights
 
 MB = logic.MB  # Streamlit's megabyte, as server.maxUploadSize counts it

@@ -10,9 +10,9 @@ import torch.nn.functional as F
 
 import discriminators
 import specialists
+from common.lab import join_lab, split_lab
 from specialists.attention import SelfAttention2d
 from specialists.autoencoder import FusionEncoderDecoder
-from specialists.lab import join_lab, split_lab
 from specialists.output import output_space, predict_ab, to_ab
 from training.losses import gan_loss, halves, matched_features
 from training.train_specialist import TrainConfig, train

@@ -3,7 +3,7 @@ import pytest
 import torch
 from skimage import color, data
 
-from specialists import lab
+from common import lab
 
 
 @pytest.fixture(scope="module")

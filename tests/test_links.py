@@ -31,8 +31,8 @@ def test_anything_else_is_left_alone(tmp_path):
 def test_training_routing_and_serving_decoders_follow_placeholders(tmp_path):
     import numpy as np
 
+    from common.images import read_image
     from router.preprocess import load_l_norm
-    from serve.imageio import read_image
     from training.data import load_rgb
 
     rng = np.random.default_rng(0)

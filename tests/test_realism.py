@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from specialists.lab import lab_to_rgb
+from common.lab import lab_to_rgb
 from training.realism import MIN_FRECHET_PHOTOS, chroma_stats, frechet_distance, source_tag
 
 

@@ -7,12 +7,12 @@ import pytest
 import torch
 from PIL import Image
 
+from common.images import from_pil
+from common.lab import split_lab
 from serve import Colorizer, render
 from serve.colorize import main as colorize_main
-from serve.imageio import from_pil
 from serve.restraint import RESTRAINT_FILE, Restraint, load_restraint, save_restraint
 from specialists.checkpoint import load_checkpoint, save_checkpoint
-from specialists.lab import split_lab
 from tests.conftest import make_photo
 from tests.serve_support import DOMAINS, grey_photo
 from training.fit_restraint import STRENGTHS, gain_curve

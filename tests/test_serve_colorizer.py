@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 from skimage import color
 
+from common.images import from_pil
 from discriminators.scoring import Judge
 from serve import FORCED, JUDGE, ROUTER, Colorizer
-from serve.imageio import from_pil
 from serve.transfer import full_lightness, model_input, rejoin
 from specialists.output import predict_ab
 from tests.serve_support import (

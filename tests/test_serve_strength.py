@@ -8,10 +8,10 @@ import torch
 from PIL import Image
 from skimage import color
 
+from common.images import from_pil
 from discriminators.scoring import Judge
 from serve import Colorizer, render
 from serve.colorize import main
-from serve.imageio import from_pil
 from serve.transfer import model_input, model_shape, rejoin
 from specialists.output import predict_ab
 from tests.serve_support import (

@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 from skimage import color
 
+from common.lab import join_lab, normalize_l
 from serve import transfer
 from serve.transfer import full_lightness, model_input, model_shape, rejoin, upsample_ab
-from specialists.lab import join_lab, normalize_l
 
 
 @pytest.mark.parametrize(

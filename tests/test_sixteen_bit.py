@@ -10,8 +10,8 @@ import tifffile
 from PIL import Image
 from skimage import color
 
+from common.images import write_png16
 from serve.colorize import main
-from serve.imageio import write_png16
 from tests.serve_support import grey_photo
 
 

@@ -2,7 +2,7 @@
 
 What a scan of a toned print or a slightly tinted scan of a black-and-white one looks like;
 used by the tests and by ``benchmarks/toned_photos.py``, which fits and checks
-``specialists.tone`` with them.
+``common.tone`` with them.
 """
 
 import io

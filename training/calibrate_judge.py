@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 import discriminators
 import specialists
+from common.lab import join_lab, split_lab
 from discriminators.scoring import (
     PlattScaling,
     beliefs,
@@ -39,7 +40,6 @@ from discriminators.scoring import (
 )
 from router import load_router
 from specialists.checkpoint import CheckpointError, read_config
-from specialists.lab import join_lab, split_lab
 from specialists.metrics import psnr
 from specialists.output import predict_ab
 from training.data import (

@@ -16,36 +16,22 @@ and counted.
 
 import hashlib
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from common.links import follow_link_file
-from specialists.tone import COLOUR, colour_kind
+from common.images import ImageReadError, image_files, read_image
 
 T = TypeVar("T")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 SPLITS = ("train", "holdout", "val", "test")
 HOLDOUT = "holdout"
 PLAIN_VAL_PERCENT = 5
-
-
-def is_image_file(path: Path) -> bool:
-    return (
-        path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
-    )
-
-
-def images_under(folder: Path) -> list[Path]:
-    """All image files below ``folder``, sorted."""
-    return sorted(p for p in Path(folder).rglob("*") if is_image_file(p))
 
 
 def has_splits(root: Path) -> bool:
@@ -91,11 +77,11 @@ def find_images(root: str | Path, split: str = "train", domain: str | None = Non
         return [p for p in find_images(root, "train", domain) if is_held_out(p)]
     if has_splits(root):
         folder = root / split if domain is None else root / split / domain
-        return images_under(folder) if folder.is_dir() else []
+        return image_files(folder) if folder.is_dir() else []
     folder = root if domain is None else root / domain
     if not folder.is_dir():
         return []
-    return [p for p in images_under(folder) if is_held_out(p) == (split != "train")]
+    return [p for p in image_files(folder) if is_held_out(p) == (split != "train")]
 
 
 def evenly_spaced(paths: list[T], count: int) -> list[T]:
@@ -107,18 +93,9 @@ def evenly_spaced(paths: list[T], count: int) -> list[T]:
 
 
 def load_rgb(path: Path) -> Image.Image:
-    """Decode an image as upright RGB (raises OSError/ValueError for broken files)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with Image.open(follow_link_file(path)) as image:
-            image = ImageOps.exif_transpose(image)
-            return image.convert("RGB")
-
-
-def is_colour(image: Image.Image) -> bool:
-    """True when the photo has real colour: not grey, not a toned (sepia, tinted) black and
-    white photo (``specialists.tone``, the rule serving uses too)."""
-    return colour_kind(np.asarray(image.convert("RGB"))) == COLOUR
+    """Decode an image as upright RGB with serving's decoder (``common.images.read_image``;
+    raises its ImageReadError for broken files)."""
+    return Image.fromarray(read_image(path, classify=False).pixels).convert("RGB")
 
 
 @dataclass
@@ -139,11 +116,11 @@ def scan_images(paths: list[Path], progress: bool = True) -> ScanResult:
     result = ScanResult()
     for path in tqdm(paths, desc="checking images", disable=not progress, leave=False):
         try:
-            image = load_rgb(path)
-        except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError):
+            photo = read_image(path)  # its already_colour: not grey, not toned (common.tone)
+        except ImageReadError:
             result.unreadable.append(path)
             continue
-        (result.usable if is_colour(image) else result.grayscale).append(path)
+        (result.usable if photo.already_colour else result.grayscale).append(path)
     return result
 
 

@@ -18,10 +18,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from common.images import ImageReadError
 from router import Router, RouterError, load_router
 from router.evaluate import write_report
 from router.index import NeighbourIndex
-from router.preprocess import IMAGE_ERRORS, fit_square, load_l_norm
+from router.preprocess import fit_square, load_l_norm
 from training.data import SPLITS, find_images
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "router"
@@ -56,7 +57,7 @@ class _Photos(Dataset):
     def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, torch.Tensor | None]:
         try:
             l_full = load_l_norm(self.paths[i])
-        except IMAGE_ERRORS:
+        except ImageReadError:
             return i, None, None
         x = fit_square(l_full, self.size)[0] if self.size else torch.zeros(0)
         return i, x, fit_square(l_full, THUMB)[0].flatten()

@@ -25,8 +25,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 import specialists
+from common.lab import join_lab, split_lab
 from specialists.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from specialists.lab import join_lab, split_lab
 from specialists.metrics import colourfulness, psnr
 from specialists.output import to_ab
 from training.data import HOLDOUT, ColourPhotos, evenly_spaced, find_images, scan_images

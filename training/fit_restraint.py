@@ -25,11 +25,11 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from common.cli import UsageError
+from common.images import ImageReadError, Photo, read_image
+from common.lab import join_lab, split_lab
 from serve.colorizer import Colorizer, weights_fingerprints
-from serve.imageio import ImageReadError, Photo, read_image
 from serve.restraint import DEFAULT_K, RESTRAINT_FILE, Restraint, save_restraint
 from serve.weights import WeightsError, locate_weights
-from specialists.lab import join_lab, split_lab
 from specialists.metrics import psnr
 from training.data import HOLDOUT, evenly_spaced, find_images, list_domains
 

@@ -15,7 +15,7 @@ from torch import nn
 from torchvision.utils import make_grid
 
 from common.files import atomic_write
-from specialists.lab import join_lab, split_lab
+from common.lab import join_lab, split_lab
 from specialists.metrics import colourfulness, psnr, ssim
 from specialists.output import predict_ab
 

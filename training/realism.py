@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
-from specialists.lab import rgb_to_lab
+from common.lab import rgb_to_lab
 
 VISIBLE_CHROMA = 5.0  # Lab chroma below this reads as grey
 HUE_BINS = 36

@@ -19,7 +19,8 @@ from tqdm import tqdm
 
 from common.cli import UsageError
 from common.files import atomic_write_bytes
-from router.preprocess import IMAGE_ERRORS, fit_square, load_l_norm, resize_short_side
+from common.images import ImageReadError
+from router.preprocess import fit_square, load_l_norm, resize_short_side
 from training.data import (
     HOLDOUT,
     PLAIN_VAL_PERCENT,
@@ -93,7 +94,7 @@ class Views(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, bool]:
         try:
             l_full = load_l_norm(self.paths[i])
-        except IMAGE_ERRORS:
+        except ImageReadError:
             return torch.zeros(1, self.size, self.size), False
         return view(l_full, self.size, self.view_id, self.seed, i)[0], True
 

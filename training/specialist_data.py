@@ -5,12 +5,12 @@ from pathlib import Path
 import torch
 
 from common.cli import UsageError
+from common.images import image_files
 from training.data import (
     PLAIN_VAL_PERCENT,
     ColourPhotos,
     find_images,
     has_splits,
-    images_under,
     list_domains,
     scan_images,
 )
@@ -33,7 +33,7 @@ def domain_folder(data: str | Path, domain: str | None) -> str | None:
     found = list_domains(root)
     if domain in found:
         return domain
-    if has_splits(root) or any(images_under(root / name) for name in found):
+    if has_splits(root) or any(image_files(root / name) for name in found):
         raise UsageError(
             f"{root}: no {domain!r} domain folder (it has {', '.join(found) or 'none'}); " + LAYOUTS
         )

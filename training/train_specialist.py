@@ -32,9 +32,9 @@ from common.cli import (
     run_command,
 )
 from common.files import remove_stale_temps
+from common.lab import split_lab
 from specialists.checkpoint import CheckpointError, read_config
 from specialists.cli import catalogue
-from specialists.lab import split_lab
 from specialists.output import to_ab
 from training.distributed import Distributed, rank_batches
 from training.losses import gan_loss, halves, matched_features

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.cli import UsageError
+from common.images import ImageReadError, Photo, read_image
 from router.evaluate import collect, relative_name
 from serve.colorizer import Colorizer
-from serve.imageio import ImageReadError, Photo, read_image
 from serve.transfer import model_shape
 from training.data import evenly_spaced
 

@@ -10,9 +10,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from common.images import Photo
 from router.evaluate import relative_name
 from serve.colorizer import Colorizer, Decision
-from serve.imageio import Photo
 from serve.transfer import model_input, model_shape, rejoin
 from specialists.output import predict_ab
 from training.evaluate.agreement import agreement

@@ -1,4 +1,4 @@
-"""serve.imageio: awkward photos decode right, broken ones are refused with a reason."""
+"""common.images: awkward photos decode right, broken ones are refused with a reason."""
 
 import io
 import struct
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from serve.imageio import ImageReadError, from_pil, read_image, save_image
+from common.images import ImageReadError, from_pil, read_image, save_image
 
 
 def _noise(width, height, mode="L", seed=0):
