@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from common.cli import HelpFormatter, UsageError, plain
+from common.cli import HelpFormatter, UsageError, choose_device, plain
 from common.files import atomic_write_json
 from common.images import ImageReadError, image_files, is_image_file, read_image
 
@@ -285,7 +285,7 @@ examples:
         "--batch-size", type=int, default=32, help="photos per forward pass of the router"
     )
     p.add_argument("--workers", type=int, default=1, help="image-decoding processes")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     p.add_argument(
         "--threads", type=int, default=None, help="CPU threads for torch (default: all cores)"
     )
@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         data = collect(args.data, args.split)
-        router = load_router(args.weights, device=args.device)
+        router = load_router(args.weights, device=str(choose_device(args.device)))
     except (UsageError, RouterError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

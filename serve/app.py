@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 import streamlit as st
-import torch
 
+from common.cli import choose_device
 from serve import app_logic as logic
 from serve.app_compare import comparison_html, frame_height, full_size_html
 from serve.colorizer import JUDGE, Colorizer
@@ -58,7 +58,7 @@ def sidebar_weights() -> tuple[str, str]:
         help=f"A folder with router/ and specialists/ (default: ${ENV_VAR} or the repo's "
         "weights/).",
     )
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = str(choose_device("auto"))
     return folder.strip(), device
 
 

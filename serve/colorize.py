@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from PIL import Image
 from tqdm import tqdm
 
+from common.cli import UsageError, choose_device
 from common.files import UnsafePathError, check_writable, open_fresh, remove_stale_temps
 from common.images import (
     MAX_SIDE,
@@ -58,10 +59,6 @@ if TYPE_CHECKING:  # torch and the models load only once a command needs them
     from .colorizer import Colorizer, ColorizeResult, Prediction
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-class UsageError(Exception):
-    """Arguments that cannot work; reported in one line, exit code 2."""
 
 
 @dataclass
@@ -722,20 +719,8 @@ def build_parser(weights: Path | None = None) -> argparse.ArgumentParser:
 
 
 def _device(name: str) -> str:
-    """The device to run on; imports torch (unless it is plainly the CPU)."""
-    if name == "cpu":
-        return name
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {name}: CUDA is not available on this machine")
-    try:
-        torch.device(name)
-    except RuntimeError:
-        raise UsageError(f"--device {name}: not a device torch knows") from None
-    return name
+    """The device to run on (``common.cli.choose_device``); no torch import for the CPU."""
+    return name if name == "cpu" else str(choose_device(name))
 
 
 def _weights_arg(argv: Sequence[str]) -> Path | None:
