@@ -187,6 +187,12 @@ def show_details(
     result = card.result
     st.markdown(f"Domain: **{result.domain}**")
     st.markdown(logic.route_summary(result, colorizer.threshold))
+    if result.restraint < 1.0:
+        st.caption(
+            f"Colour restrained to {result.restraint:.0%} for this photo: photos like it were "
+            "further from their true colours at full strength. The strength slider scales "
+            "on top of it."
+        )
     for domain, p in logic.ranked(result.probs):
         st.progress(min(max(p, 0.0), 1.0), text=f"{domain}: {p:.0%}")
     if result.strategy == JUDGE:

@@ -231,3 +231,30 @@ def test_default_threshold_is_the_routers_calibrated_one(tmp_path, monkeypatch):
     at.run()
     assert at.slider(key="threshold").value == pytest.approx(0.4567, abs=1e-6)
     assert at.selectbox(key="domain").options[1:] == ["landscape", "portrait"]
+
+
+def test_a_restrained_photo_says_so(weights, tmp_path, monkeypatch):
+    import shutil
+
+    from serve.colorizer import weights_fingerprints
+    from serve.imageio import from_pil
+    from serve.restraint import RESTRAINT_FILE, Restraint, save_restraint
+    from serve.weights import locate_weights
+
+    folder = tmp_path / "weights"
+    shutil.copytree(weights, folder)
+    image = grey_photo(80, 60)
+    width = len(Colorizer.from_weights(folder).route([from_pil(image)])[0].embedding)
+    ladder = np.round(np.arange(11) / 10, 1)
+    hashes = {"checkpoints": weights_fingerprints(locate_weights(folder))}
+    gains = np.tile(-np.abs(ladder - 0.4), (1, 1))  # every photo: best at 0.4
+    save_restraint(
+        folder / RESTRAINT_FILE, Restraint(np.ones((1, width)), gains, ladder, k=1, info=hashes)
+    )
+    monkeypatch.setenv("COLORIZER_WEIGHTS", str(folder))
+    st.cache_resource.clear()
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    upload(at, ("old.png", png(image)))
+    captions = " ".join(c.value for c in at.caption)
+    assert "Colour restrained to 40% for this photo" in captions
