@@ -274,6 +274,7 @@ def colorize_with_route(
         threshold=colorizer.threshold,
         device=colorizer.device,
         warnings=colorizer.warnings,
+        restraint=colorizer.restraint,
     )
     result = recording.colorize(photo, domain)
     return result, (recorder.decisions[0] if recorder.decisions else None)

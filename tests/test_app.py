@@ -236,8 +236,8 @@ def test_default_threshold_is_the_routers_calibrated_one(tmp_path, monkeypatch):
 def test_a_restrained_photo_says_so(weights, tmp_path, monkeypatch):
     import shutil
 
+    from common.images import from_pil
     from serve.colorizer import weights_fingerprints
-    from serve.imageio import from_pil
     from serve.restraint import RESTRAINT_FILE, Restraint, save_restraint
     from serve.weights import locate_weights
 
