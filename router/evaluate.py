@@ -21,6 +21,7 @@ from tqdm import tqdm
 from common.cli import HelpFormatter, UsageError, choose_device, plain
 from common.files import atomic_write_json
 from common.images import ImageReadError, image_files, is_image_file, read_image
+from common.splits import SPLITS, present_splits
 
 from .calibration import expected_calibration_error, reliability
 from .errors import RouterError
@@ -35,7 +36,6 @@ from .metrics import (
 from .preprocess import router_view
 from .router import Router, load_router
 
-SPLITS = ("train", "holdout", "val", "test")
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "router"
 DEFAULT_PNG = Path("router_confusion.png")
 
@@ -58,7 +58,7 @@ def collect(root: Path, splits: list[str] | None) -> Collection:
     """Photos under ``root``: split folders (val and test by default) or domain folders."""
     if not root.is_dir():
         raise UsageError(f"{root}: no such data folder")
-    present = [s for s in SPLITS if (root / s).is_dir()]
+    present = present_splits(root)
     if present:
         wanted = splits or [s for s in ("val", "test") if s in present] or present
         missing = [s for s in wanted if s not in present]
@@ -293,12 +293,14 @@ examples:
 
 
 def write_report(path: Path, report: dict) -> bool:
-    """Write ``report`` as JSON (atomically); False, after one error line, if it cannot be."""
+    """Write ``report`` as JSON (atomically) and say where; False, after one error line, if it
+    cannot be written."""
     try:
         atomic_write_json(path, report)
     except OSError as exc:
         print(f"error: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
         return False
+    print(f"report: {path}")
     return True
 
 
@@ -327,10 +329,8 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             print(f"error: cannot write {png}: {exc.strerror or exc}", file=sys.stderr)
             return 2
-    if args.json is not None:
-        if not write_report(args.json, report):
-            return 2
-        print(f"report: {args.json}")
+    if args.json is not None and not write_report(args.json, report):
+        return 2
     return 0
 
 

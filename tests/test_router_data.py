@@ -103,3 +103,21 @@ def test_a_holdout_folder_is_the_holdout_split(tmp_path):
         Image.new("RGB", (8, 8), (200, 80, 20)).save(folder / f"{split}_a.png")
     assert [p.name for p in find_images(tmp_path, "holdout", "warm")] == ["holdout_a.png"]
     assert [p.name for p in find_images(tmp_path, "train", "warm")] == ["train_a.png"]
+
+
+def test_every_reader_sees_the_same_split_folders(tmp_path):
+    """common.splits declares the splits once: training's reader and router.evaluate agree,
+    and a folder that is not a split is not taken for one."""
+    from common.splits import present_splits
+    from router.evaluate import collect
+    from training.data import has_splits, list_domains
+
+    for split in ("test", "holdout", "misc"):
+        folder = tmp_path / split / "warm"
+        folder.mkdir(parents=True)
+        Image.new("RGB", (8, 8), (200, 80, 20)).save(folder / f"{split}_a.png")
+    assert present_splits(tmp_path) == ["holdout", "test"]  # SPLITS order, not the disk's
+    assert has_splits(tmp_path) and not has_splits(tmp_path / "misc")
+    assert list_domains(tmp_path) == ["warm"]  # from the first split present: holdout
+    assert collect(tmp_path, None).splits == ["test"]  # val and test by default
+    assert collect(tmp_path, ["holdout", "test"]).splits == ["holdout", "test"]

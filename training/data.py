@@ -27,15 +27,14 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from common.images import ImageReadError, image_files, read_image
+from common.splits import HOLDOUT, present_splits
 
 T = TypeVar("T")
-SPLITS = ("train", "holdout", "val", "test")
-HOLDOUT = "holdout"
 PLAIN_VAL_PERCENT = 5
 
 
 def has_splits(root: Path) -> bool:
-    return any((Path(root) / split).is_dir() for split in SPLITS)
+    return bool(present_splits(root))
 
 
 def list_domains(root: str | Path) -> list[str]:
@@ -43,7 +42,7 @@ def list_domains(root: str | Path) -> list[str]:
     root = Path(root)
     base = root / "train" if (root / "train").is_dir() else root
     if has_splits(root) and not (root / "train").is_dir():
-        base = next(root / s for s in SPLITS if (root / s).is_dir())
+        base = root / present_splits(root)[0]
     return sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 

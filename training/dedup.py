@@ -19,11 +19,12 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from common.images import ImageReadError
+from common.splits import present_splits
 from router import Router, RouterError, load_router
 from router.evaluate import write_report
 from router.index import NeighbourIndex
 from router.preprocess import fit_square, load_l_norm
-from training.data import SPLITS, find_images
+from training.data import find_images
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "router"
 THUMB = 32
@@ -155,7 +156,7 @@ def run(args: argparse.Namespace) -> dict:
     root: Path = args.data
     if not root.is_dir():
         raise ValueError(f"{root}: no such data folder")
-    splits = {s: find_images(root, s) for s in SPLITS if (root / s).is_dir()}
+    splits = {s: find_images(root, s) for s in present_splits(root)}
     splits = {s: paths for s, paths in splits.items() if paths}
     if len(splits) < 2 and not args.within:
         raise ValueError(
@@ -217,10 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         for p in pairs:
             scores = f"similarity {p['similarity']:.4f}, pixels {p['pixel_correlation']:.4f}"
             print(f"  {p['a']}  ~  {p['b']}  ({scores})")
-    if args.json is not None:
-        if not write_report(args.json, report):
-            return 2
-        print(f"report: {args.json}")
+    if args.json is not None and not write_report(args.json, report):
+        return 2
     return 0
 
 

@@ -11,7 +11,7 @@ import torch
 
 import training.evaluate as package
 from common.files import atomic_write_json, atomic_write_text
-from router.evaluate import SPLITS
+from common.splits import SPLITS
 from serve.colorizer import Colorizer
 from serve.weights import WeightsError, default_weights_dir
 from training.evaluate.agreement import CLASSIFIER, load_classifier
@@ -39,19 +39,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python -m training.evaluate", description=package.__doc__.split("\n")[0]
     )
     p.add_argument("data", type=Path, help="folder of <domain>/ folders (or val/<domain>/)")
-    p.add_argument("--weights", type=Path, default=None, help="weights folder (default: weights/)")
-    p.add_argument("--json", type=Path, default=None, help="write the report as JSON here")
-    p.add_argument("--markdown", type=Path, default=None, help="markdown (default: beside JSON)")
-    p.add_argument("--grid", type=Path, default=None, help="PNG grid (default: beside JSON)")
-    p.add_argument("--out", type=Path, default=None, help="folder for evaluation.{json,md} + grid")
+    p.add_argument("--weights", type=Path, help="weights folder (default: weights/)")
+    p.add_argument("--json", type=Path, help="write the report as JSON here")
+    p.add_argument("--markdown", type=Path, help="markdown (default: beside JSON)")
+    p.add_argument("--grid", type=Path, help="PNG grid (default: beside JSON)")
+    p.add_argument("--out", type=Path, help="folder for evaluation.{json,md} + grid")
     p.add_argument(
         "--split",
         choices=SPLITS,
-        default=None,
         help="split to evaluate (default: val when present; choose settings on holdout)",
     )
-    p.add_argument("--size", type=int, default=None, help="model input size (short side, px)")
-    p.add_argument("--threshold", type=float, default=None, help="override the router's")
+    p.add_argument("--size", type=int, help="model input size (short side, px)")
+    p.add_argument("--threshold", type=float, help="override the router's")
     p.add_argument(
         "--no-restraint",
         dest="restraint",
@@ -62,15 +61,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--reference",
         type=Path,
-        default=None,
         help="an earlier evaluation.json on the same photos: the weights to beat",
     )
-    p.add_argument("--limit", type=int, default=None, help="at most N photos per domain")
+    p.add_argument("--limit", type=int, help="at most N photos per domain")
     p.add_argument("--grid-photos", type=int, default=3, help="grid rows per domain")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--no-classifier", action="store_true", help="skip the agreement metric")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument("--threads", type=int, help="CPU threads for torch")
     return p.parse_args(argv)
 
 
