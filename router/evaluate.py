@@ -37,7 +37,6 @@ from .preprocess import router_view
 from .router import Router, load_router
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "router"
-DEFAULT_PNG = Path("router_confusion.png")
 
 
 @dataclass

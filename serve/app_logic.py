@@ -32,7 +32,7 @@ from specialists.metrics import colourfulness, psnr
 from .colorizer import FORCED, JUDGE, Colorizer, ColorizeResult, render
 from .transfer import full_lightness
 
-# What the uploader offers (the list); common.images decides what actually opens.
+# What the uploader offers; common.images decides what actually opens.
 UPLOAD_TYPES = ("jpg", "jpeg", "png", "webp", "tif", "tiff", "bmp")
 DATA_ENV = "COLORIZER_DATA"  # where the router's training photos are, for thumbnails
 MB = 1024 * 1024  # Streamlit's megabyte (server.maxUploadSize), so one limit means one size

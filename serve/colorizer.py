@@ -202,7 +202,7 @@ class Colorizer:
         :class:`~serve.weights.WeightsError` with how to fix it when anything is missing.
         """
         from discriminators import load_discriminator
-        from router import RouterError, load_router  # the one place serve meets router/
+        from router import RouterError, load_router
         from specialists import load_generator
 
         weights = locate_weights(folder)

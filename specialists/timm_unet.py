@@ -74,9 +74,6 @@ class TimmUNet(nn.Module):
         self.head = nn.Conv2d(decoder_channels[-1], out_channels, 3, padding=1)
         init_normal_(self, skip=self.encoder)
 
-    def encoder_parameters(self) -> list[nn.Parameter]:
-        return list(self.encoder.parameters())
-
     def forward(self, lightness: torch.Tensor) -> torch.Tensor:
         grey = ((lightness + 1.0) / 2.0).expand(-1, 3, -1, -1)
         features = self.encoder((grey - self.mean) / self.std)

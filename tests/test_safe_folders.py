@@ -1,5 +1,5 @@
-"""python -m serve.colorize on hostile folders (issue 13): inputs never change, one output per
-input or a reported error, broken weights refused before any photo, kill and pre-emption.
+"""python -m serve.colorize on hostile folders: inputs never change, one output per input or
+a reported error, broken weights refused before any photo, kill and pre-emption.
 
 Each test checks the promises the README's "What is promised" lists: inputs unchanged (by hash,
 links included), the documented exit code, a summary, no traceback.
@@ -71,7 +71,7 @@ def test_1_a_link_in_the_output_tree_never_lets_an_input_be_replaced(weights, tm
     grey_photo(32, 24, seed=1).save(source / "sub" / "s.png")
     grey_photo(34, 26, seed=2).save(source / "hard.png")
     grey_photo(36, 28, seed=3).save(source / "soft.png")
-    (out / "sub").symlink_to(source / "sub")  # case 1 of the issue
+    (out / "sub").symlink_to(source / "sub")  # the output tree links into the input
     os.link(source / "hard.png", out / "hard.png")  # an old output hard-linked to its input
     (out / "soft.png").symlink_to(source / "soft.png")
     (tmp_path / "r.jsonl").symlink_to(source / "top.png")  # even the report

@@ -15,7 +15,7 @@ import pytest
 
 from specialists.checkpoint import read_config
 from tests.conftest import make_split_folder
-from training import train_all, train_specialist
+from training import train_specialist
 from training.train_all import main, plan_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,12 +123,9 @@ def test_usage_errors_are_one_clear_message(photo_folder, tmp_path, extra, messa
     assert not (tmp_path / "runs").exists()
 
 
-def test_missing_data_folder_and_missing_router_trainer(photo_folder, tmp_path, monkeypatch):
+def test_missing_data_folder(tmp_path):
     code, _, err = _run(["--data", tmp_path / "nowhere", "--out", tmp_path / "runs"])
-    assert code == 2 and "nowhere: no such data folder" in err
-    monkeypatch.setattr(train_all, "ROUTER_MODULE", "training.no_such_trainer")
-    code, _, err = _run(["--data", photo_folder, "--out", tmp_path / "runs", "--router"])
-    assert code == 2 and "training/no_such_trainer.py" in err and "Traceback" not in err
+    assert code == 2 and "nowhere: no such data folder" in err and "Traceback" not in err
 
 
 # A stand-in for a training run: says it is ready, counts the interrupts it gets, "saves".

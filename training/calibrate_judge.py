@@ -39,6 +39,7 @@ from discriminators.scoring import (
     save_calibration,
 )
 from router import load_router
+from serve.weights import JUDGE_FILE
 from specialists.checkpoint import CheckpointError, read_config
 from specialists.metrics import psnr
 from specialists.output import predict_ab
@@ -51,7 +52,6 @@ from training.data import (
     scan_images,
 )
 
-JUDGE_FILE = "judge.json"  # serve.weights.JUDGE_FILE: training does not import serve
 ROUTER_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)  # tried for the router's belief
 UNSURE_FRACTION = 0.25  # the router weight is fitted on the least sure quarter of photos
 

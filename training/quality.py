@@ -1,8 +1,8 @@
 """Measure a trained generator on validation photos: colour quality, speed and size.
 
-Small functions that any report can reuse (the system comparison, a future
-``python -m training.evaluate``): every generator is run through ``specialists.output``,
-so ab and RGB generators are measured the same way, on the photo's own L.
+Small functions that the reports reuse (``training.compare``, ``training.evaluate``):
+every generator is run through ``specialists.output``, so ab and RGB generators are
+measured the same way, on the photo's own L.
 """
 
 import time

@@ -17,7 +17,7 @@ Ctrl-C (or SIGTERM) asks every run to save a checkpoint and stop.
 
 import argparse
 import contextlib
-import importlib.util
+import importlib
 import io
 import json
 import os
@@ -375,11 +375,6 @@ def main(argv: list[str] | None = None) -> int:
     args, forwarded = parse_args(argv)
     try:
         domains = choose_domains(Path(args.data), args.domains)
-        if args.router and importlib.util.find_spec(ROUTER_MODULE) is None:
-            raise UsageError(
-                f"--router: this checkout has no {ROUTER_MODULE.replace('.', '/')}.py "
-                "(the router trainer) yet; train the specialists without --router"
-            )
         if args.router and ROUTER in domains:
             raise UsageError(f"a domain named {ROUTER!r} would share the router's run folder")
         if args.threads is not None and args.threads < 1:

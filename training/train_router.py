@@ -47,12 +47,12 @@ from specialists.checkpoint import (
     with_prefix,
 )
 from specialists.cli import catalogue
+from training.calibrate_router import Outputs, calibrate, measure, write_reports
 from training.data import has_splits
 from training.monitor import ROUTER_COLUMNS, ROUTER_PANELS, MetricsLog
 from training.optim_state import optimizer_from_tensors, optimizer_to_tensors
 from training.router_config import RESUME_FIELDS, RouterTrainConfig
 from training.router_data import calibration_rows, check_data, trunk_outputs
-from training.router_export import Outputs, calibrate, measure, write_reports
 
 CHECKPOINT = "checkpoint.safetensors"
 

@@ -1,4 +1,5 @@
-"""The last stage of router training: index, calibration, threshold, the router folder.
+"""Calibrate a trained router: build its kNN index, fit its calibration and fallback
+threshold, and measure the result (the last stage of ``training.train_router``).
 
 The temperature and kNN weight (fitted by likelihood), the reference distances for the
 out-of-distribution test and the fallback threshold are fitted on photos the network never
