@@ -20,7 +20,11 @@ def test_export_keeps_models_and_drops_training_state(photo_folder, tmp_path, ca
     g_out = specialists.load_generator(out)
     x = torch.rand(1, 1, 32, 32) * 2 - 1
     torch.testing.assert_close(g_out(x), g_run(x), atol=2e-2, rtol=0)
-    assert discriminators.load_discriminator(out) is not None
+    d_run = discriminators.load_discriminator(run / "checkpoint.safetensors")
+    d_out = discriminators.load_discriminator(out)
+    ab = torch.rand(1, 2, 32, 32) * 2 - 1
+    assert isinstance(d_out, type(d_run))
+    torch.testing.assert_close(d_out(x, ab), d_run(x, ab), atol=2e-2, rtol=1e-2)
     assert out.stat().st_size < 0.6 * (run / "checkpoint.safetensors").stat().st_size
 
 
