@@ -10,17 +10,18 @@ from pathlib import Path
 import torch
 
 import training.evaluate as package
+from common.cli import EXIT_USAGE, UsageError
 from common.files import atomic_write_json, atomic_write_text
 from common.splits import SPLITS
 from serve.colorizer import Colorizer
 from serve.weights import WeightsError, default_weights_dir
 from training.evaluate.agreement import CLASSIFIER, load_classifier
-from training.evaluate.photos import Item, UsageError, find_items, grid_sample, select
+from training.evaluate.photos import Item, find_items, grid_sample, select
 from training.evaluate.render import save_grid, to_markdown
 from training.evaluate.report import build_report
 from training.evaluate.scoring import Run, colour_all
 
-EXIT_OK, EXIT_NOTHING, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_NOTHING = 0, 1
 
 
 def output_paths(args: argparse.Namespace) -> tuple[Path | None, Path | None, Path | None]:
