@@ -73,7 +73,6 @@ class Card:
     original: Image.Image | None = None  # upright, as decoded (RGB or L)
     result: ColorizeResult | None = None
     error: str | None = None
-    neighbours: list[Neighbour] = field(default_factory=list)
     demo: Demo | None = None
     seconds: float = 0.0
     too_large: bool = False  # refused for its size, before decoding
@@ -83,6 +82,11 @@ class Card:
     @property
     def ok(self) -> bool:
         return self.result is not None
+
+    @property
+    def neighbours(self) -> list[Neighbour]:
+        """The router's nearest training photos to this one ([] when forced or failed)."""
+        return self.result.neighbours if self.result is not None else []
 
     def image(self, strength: float = 1.0) -> Image.Image:
         """The colourized photo at its original size and ``strength`` (no model runs)."""
@@ -241,45 +245,6 @@ def photo_image(photo: Photo) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(pixels))  # (H, W) -> L, (H, W, 3) -> RGB
 
 
-class _RouteRecorder:
-    """The Colorizer's router, keeping the decisions it hands out.
-
-    ``ColorizeResult`` does not carry the router's nearest training examples; recording
-    the very decision the Colorizer acted on costs nothing and cannot drift from it.
-    """
-
-    def __init__(self, router: object) -> None:
-        self._router = router
-        self.decisions: list = []
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._router, name)
-
-    def route(self, l_norm: torch.Tensor) -> list:
-        decisions = list(self._router.route(l_norm))
-        self.decisions.extend(decisions)
-        return decisions
-
-
-def colorize_with_route(
-    colorizer: Colorizer, photo: Photo, domain: str | None = None
-) -> tuple[ColorizeResult, object | None]:
-    """Colour one photo; also return the router's decision for it (None when forced)."""
-    recorder = _RouteRecorder(colorizer.router)
-    recording = Colorizer(
-        recorder,
-        colorizer.generators,
-        colorizer.judge,
-        size=colorizer.size,
-        threshold=colorizer.threshold,
-        device=colorizer.device,
-        warnings=colorizer.warnings,
-        restraint=colorizer.restraint,
-    )
-    result = recording.colorize(photo, domain)
-    return result, (recorder.decisions[0] if recorder.decisions else None)
-
-
 def _shrunk(image: Image.Image, side: int) -> Image.Image:
     if max(image.size) <= side:
         return image
@@ -342,8 +307,7 @@ def colourize_upload(
         return card
     card.original = photo_image(photo)
     try:
-        card.result, decision = colorize_with_route(colorizer, photo, domain)
-        card.neighbours = list(getattr(decision, "neighbours", None) or [])
+        card.result = colorizer.colorize(photo, domain)
         if photo.already_colour:
             card.demo = demo_comparison(photo, card.result)
     except (RuntimeError, ValueError, MemoryError) as exc:  # e.g. out of memory on a huge scan

@@ -83,6 +83,13 @@ class ColorizeResult:
     photo: Photo | None = None  # the decoded input whose L ``image`` carries
     deep: np.ndarray | None = None  # a 16-bit input's output at 16 bits: uint16 (H, W, 3 or 4)
     restraint: float = 1.0  # per-photo strength from serve.restraint (1.0 without one)
+    decision: Decision | None = None  # the router's, acted on (None when forced)
+
+    @property
+    def neighbours(self) -> list:
+        """The training photos nearest to this one, where the router gives them: why it
+        went where it went (``router.Neighbour``; [] when forced)."""
+        return list(getattr(self.decision, "neighbours", None) or [])
 
     def with_strength(self, strength: float) -> "ColorizeResult":
         """The same result rendered at another colour strength (no model runs)."""
@@ -122,16 +129,30 @@ def render_deep(
 
 @dataclass
 class Prediction:
-    """The models' part of colouring one photo (:meth:`Colorizer.predict`): its colour at
-    model resolution and what decided it; :meth:`Colorizer.finish` does the rest."""
+    """The models' part of colouring one photo (:meth:`Colorizer.predict`): the router's
+    decision, every candidate colouring that was made, the judge's scores of them and the
+    choice; :meth:`Colorizer.finish` puts the chosen colour on the photo."""
 
-    ab: torch.Tensor  # (2, h, w) normalised
-    domain: str
-    probs: dict[str, float]
-    confidence: float | None
-    strategy: str
-    scores: dict[str, float]
-    restraint: float = 1.0
+    domain: str  # the chosen candidate
+    strategy: str  # ROUTER, JUDGE or FORCED: what chose it
+    decision: Decision | None  # the router's (None when forced)
+    candidates: dict[str, torch.Tensor]  # domain -> (2, h, w) normalised ab, each one made
+    scores: dict[str, float] = field(default_factory=dict)  # judge's realism per candidate
+    judge_pick: str | None = None  # the judge's choice among them (None: it did not judge)
+    restraint: float = 1.0  # the photo's colour strength factor (serve.restraint)
+
+    @property
+    def ab(self) -> torch.Tensor:
+        """The chosen colour, (2, h, w) normalised."""
+        return self.candidates[self.domain]
+
+    @property
+    def probs(self) -> dict[str, float]:
+        return {} if self.decision is None else dict(self.decision.probs)
+
+    @property
+    def confidence(self) -> float | None:
+        return None if self.decision is None else float(self.decision.confidence)
 
 
 class Colorizer:
@@ -284,12 +305,16 @@ class Colorizer:
         return model_shape(*photo.size, self.size, self.stride)
 
     @torch.inference_mode()
-    def predict(self, photos: Sequence[Photo], domain: str | None = None) -> list[Prediction]:
+    def predict(
+        self, photos: Sequence[Photo], domain: str | None = None, every: bool = False
+    ) -> list[Prediction]:
         """Model-resolution colours of decoded photos: the models' part of :meth:`colorize_batch`.
 
         Photos of one model-input shape (see ``serve.transfer.model_shape``) share the
         generators' passes; the router sees the whole batch in one pass. ``domain`` forces
-        one specialist for all of them (no routing, no judge).
+        one specialist for all of them (no routing, no judge). ``every`` has every
+        specialist colour every photo and the judge score them all (what evaluation
+        compares); the choice is the same as without it.
         """
         if domain is not None and domain not in self.generators:
             raise ValueError(f"unknown domain {domain!r}; known: {', '.join(self.generators)}")
@@ -309,9 +334,14 @@ class Colorizer:
                 order = [i for members in groups.values() for i in members]
                 decisions = dict(zip(order, self.route([photos[i] for i in order])))
             for shape, members in groups.items():
-                ruled = [decisions[i] for i in members] if domain is None else None
-                for i, prediction in zip(members, self._colour(inputs[shape], domain, ruled)):
-                    prediction.ab = prediction.ab.float()  # float16 on a GPU
+                if domain is None:
+                    made = self._colour(inputs[shape], [decisions[i] for i in members], every)
+                else:
+                    made = self._forced(inputs[shape], domain)
+                for i, prediction in zip(members, made):
+                    prediction.candidates = {  # float16 on a GPU
+                        name: ab.float() for name, ab in prediction.candidates.items()
+                    }
                     out[i] = prediction
         for i, factor in enumerate(self.restraints([decisions.get(i) for i in range(len(out))])):
             out[i].restraint = factor  # type: ignore[union-attr]
@@ -330,41 +360,50 @@ class Colorizer:
                 factors[i] = float(factor)
         return factors
 
+    def _forced(self, l_norm: torch.Tensor, domain: str) -> list[Prediction]:
+        """Model-resolution colours of a batch of same-shape inputs, all by one specialist."""
+        ab = predict_ab(self.generators[domain], l_norm)
+        return [Prediction(domain, FORCED, None, {domain: ab[i]}) for i in range(len(ab))]
+
     def _colour(
-        self, l_norm: torch.Tensor, forced: str | None, decisions: Sequence[Decision] | None
+        self, l_norm: torch.Tensor, decisions: Sequence[Decision], every: bool = False
     ) -> list[Prediction]:
-        """Model-resolution colours for a batch of same-shape inputs, routed by ``decisions``
-        (or all by the ``forced`` specialist)."""
-        if forced is not None or decisions is None:
-            ab = predict_ab(self.generators[forced], l_norm)
-            return [Prediction(ab[i], forced, {}, None, FORCED, {}) for i in range(len(ab))]
-        picks: list[Prediction | None] = [None] * len(decisions)
+        """Model-resolution colours of a batch of same-shape inputs, routed by ``decisions``.
+
+        The one route-and-fallback rule: a photo the router is sure of gets its domain's
+        specialist; the others (all of them with ``every``) are coloured by every specialist
+        and judged, and an unsure one gets the judge's pick.
+        """
+        judged: list[int] = []
         routed: dict[str, list[int]] = defaultdict(list)
-        unsure: list[int] = []
         for i, decision in enumerate(decisions):
-            if self.falls_back(decision):
-                unsure.append(i)
+            if every or self.falls_back(decision):
+                judged.append(i)
             else:
                 routed[decision.domain].append(i)
+        picks: list[Prediction | None] = [None] * len(decisions)
         for name, members in routed.items():
             ab = predict_ab(self.generators[name], l_norm[members])
             for j, i in enumerate(members):
-                d = decisions[i]
-                picks[i] = Prediction(ab[j], name, dict(d.probs), float(d.confidence), ROUTER, {})
-        if unsure:
-            subset = l_norm[unsure]
+                picks[i] = Prediction(name, ROUTER, decisions[i], {name: ab[j]})
+        if judged:
+            subset = l_norm[judged]
             names = self.domains
             candidates = [predict_ab(self.generators[name], subset) for name in names]
-            realism = self.judge.score(subset, candidates)
-            chosen = self.judge_picks([decisions[i] for i in unsure], realism)
-            for j, i in enumerate(unsure):
-                best = names.index(chosen[j])
-                d = decisions[i]
-                scores = {name: float(s) for name, s in zip(names, realism[j])}
+            realism, chosen = None, [None] * len(judged)
+            if self.judge is not None:  # none with a single specialist
+                realism = self.judge.score(subset, candidates)
+                chosen = self.judge_picks([decisions[i] for i in judged], realism)
+            for j, i in enumerate(judged):
+                unsure = self.falls_back(decisions[i])
                 picks[i] = Prediction(
-                    candidates[best][j], names[best], dict(d.probs), float(d.confidence), JUDGE,
-                    scores,
-                )  # fmt: skip
+                    chosen[j] if unsure else decisions[i].domain,
+                    JUDGE if unsure else ROUTER,
+                    decisions[i],
+                    {name: ab[j] for name, ab in zip(names, candidates)},
+                    {} if realism is None else dict(zip(names, map(float, realism[j]))),
+                    chosen[j],
+                )
         return picks  # type: ignore[return-value]
 
     @torch.inference_mode()
@@ -388,6 +427,7 @@ class Colorizer:
             ab=pick.ab.cpu().clone(),  # not a view that keeps the batch alive
             photo=photo,
             restraint=pick.restraint,
+            decision=pick.decision,
         )
 
 

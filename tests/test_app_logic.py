@@ -98,13 +98,13 @@ def test_colourize_upload_keeps_the_size_and_explains_the_route(colorizer):
     assert decoded.size == (90, 70) and decoded.mode == "RGB"
 
 
-def test_the_recorded_route_is_the_one_the_colorizer_used(colorizer):
-    photo = logic.decode_upload("a.png", png(grey_photo(80, 64, 3)), MB)
-    result, decision = logic.colorize_with_route(colorizer, photo)
-    assert decision.probs == result.probs and decision.confidence == result.confidence
-    assert [n.path for n in decision.neighbours] and decision.domain in DOMAINS
-    forced, none = logic.colorize_with_route(colorizer, photo, "portrait")
-    assert none is None and forced.domain == "portrait"
+def test_the_card_shows_the_route_the_colorizer_acted_on(colorizer):
+    card = logic.colourize_upload(colorizer, "a.png", png(grey_photo(80, 64, 3)), None, MB)
+    decision = card.result.decision
+    assert decision.probs == card.result.probs and decision.confidence == card.result.confidence
+    assert decision.domain in DOMAINS and card.neighbours == decision.neighbours != []
+    forced = logic.colourize_upload(colorizer, "a.png", png(grey_photo(80, 64, 3)), "portrait", MB)
+    assert forced.result.decision is None and forced.result.domain == "portrait"
 
 
 def test_forced_domain_uses_that_specialist_and_skips_the_router(colorizer):

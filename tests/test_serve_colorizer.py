@@ -84,6 +84,29 @@ def test_fallback_runs_every_specialist_and_picks_by_score(tmp_path, sign, winne
     np.testing.assert_array_equal(np.asarray(results[0].image), np.asarray(forced.image))
 
 
+@pytest.mark.parametrize("threshold", [0.0, 1.5])
+def test_every_candidate_changes_no_choice(weights, threshold):
+    """``predict(every=True)`` shows every specialist's colouring and the judge's scores of
+    each, and still chooses what serving chooses, with the same colours."""
+    colorizer = Colorizer.from_weights(weights, threshold=threshold)
+    photos = [from_pil(grey_photo(96, 64, seed=s)) for s in range(4)]
+    served = colorizer.predict(photos)
+    every = colorizer.predict(photos, every=True)
+    for plain, full in zip(served, every):
+        assert (full.domain, full.strategy, full.decision) == (
+            plain.domain, plain.strategy, plain.decision,
+        )  # fmt: skip
+        assert set(full.candidates) == set(full.scores) == set(DOMAINS)
+        assert full.judge_pick == max(full.scores, key=full.scores.get)
+        assert (full.domain == full.judge_pick) or full.strategy == ROUTER
+        np.testing.assert_allclose(full.ab, plain.ab, atol=1e-6)
+        if plain.strategy == ROUTER:  # the router was sure: one colouring, not judged
+            assert list(plain.candidates) == [plain.domain] and plain.judge_pick is None
+        else:
+            assert plain.scores == pytest.approx(full.scores, abs=1e-6)
+    assert {p.strategy for p in served} == {ROUTER if threshold == 0 else JUDGE}
+
+
 def test_mixed_batch_gives_each_photo_its_own_colours_unchanged(weights):
     """A photo in a mixed batch gets exactly (byte for byte) what the plain recipe gives it
     alone: its shape (the one it had before buckets), a router pass, its specialist, the join.
