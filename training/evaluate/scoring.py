@@ -12,9 +12,8 @@ from tqdm import tqdm
 
 from common.images import Photo
 from router.evaluate import relative_name
-from serve.colorizer import Colorizer, Decision
-from serve.transfer import model_input, model_shape, rejoin
-from specialists.output import predict_ab
+from serve.colorizer import JUDGE, Colorizer
+from serve.transfer import rejoin
 from training.evaluate.agreement import agreement
 from training.evaluate.photos import Item, by_shape, decode
 from training.quality import image_metrics
@@ -54,19 +53,6 @@ class Run:
     scored: list[Scored] = field(default_factory=list)
     unreadable: list[dict[str, str]] = field(default_factory=list)
     grid: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # path -> column
-
-
-def served_choice(
-    colorizer: Colorizer, decision: Decision, realism: torch.Tensor
-) -> tuple[str, str, bool]:
-    """(what the served Colorizer uses, the judge's pick, whether it fell back)."""
-    if colorizer.judge is None:
-        judge_pick = colorizer.domains[int(realism.argmax())]
-    else:
-        judge_pick = colorizer.judge_picks([decision], realism.unsqueeze(0))[0]
-    if colorizer.falls_back(decision):
-        return judge_pick, judge_pick, True
-    return decision.domain, judge_pick, False
 
 
 def truth_rgb(photo: Photo) -> torch.Tensor:
@@ -125,34 +111,23 @@ def score_group(
     sample: set[Path],
     run: Run,
 ) -> None:
-    """Route, colour with every specialist and judge a batch of same-shape photos once."""
-    shape = model_shape(*photos[0].size, colorizer.size, colorizer.stride)
-    l_norm = torch.cat([model_input(p.pixels, shape, colorizer.device) for p in photos])
-    decisions = colorizer.route(photos)
-    names = colorizer.domains
-    candidates = [predict_ab(colorizer.generators[name], l_norm) for name in names]
-    if colorizer.judge is not None:
-        realism = colorizer.judge.score(l_norm, candidates)
-    else:  # one specialist, no judge: the router always decides
-        realism = torch.zeros(len(photos), len(names))
-    grey = torch.zeros_like(candidates[0][0])
-    # served colour is scaled by the photo's restraint; every system gets the same scale,
-    # so systems differ only in whose colours they pick (the judge scored them unscaled)
-    restraints = colorizer.restraints(decisions)
-    for i, (item, photo, decision) in enumerate(zip(items, photos, decisions)):
-        served, judge_pick, fell_back = served_choice(colorizer, decision, realism[i])
-        r = restraints[i]
-        abs_ = {GREY: grey, **{name: ab[i] * r for name, ab in zip(names, candidates)}}
+    """Route, colour with every specialist and judge a batch of same-shape photos once
+    (``Colorizer.predict(every=True)``: the served choice among every candidate)."""
+    for item, photo, p in zip(items, photos, colorizer.predict(photos, every=True)):
+        # served colour is scaled by the photo's restraint; every system gets the same scale,
+        # so systems differ only in whose colours they pick (the judge scored them unscaled)
+        r = p.restraint
+        abs_ = {GREY: torch.zeros_like(p.ab), **{n: ab * r for n, ab in p.candidates.items()}}
         metrics, rgbs, truth, features = measure(photo, abs_, classifier, colorizer.device)
         run.scored.append(
             Scored(
                 relative_name(item.path, root),
                 item.domain,
-                decision.domain,
-                float(decision.confidence),
-                fell_back,
-                served,
-                judge_pick,
+                p.decision.domain,
+                p.confidence,
+                p.strategy == JUDGE,
+                p.domain,
+                p.judge_pick or p.domain,  # no judge with a single specialist
                 metrics,
                 features,
                 r,
@@ -160,7 +135,7 @@ def score_group(
         )
         if item.path in sample:
             truth_u8 = (truth[0].permute(1, 2, 0) * 255).round().byte().numpy()
-            run.grid[str(item.path)] = {**rgbs, "truth": truth_u8, "served": rgbs[served]}
+            run.grid[str(item.path)] = {**rgbs, "truth": truth_u8, "served": rgbs[p.domain]}
 
 
 def colour_all(
