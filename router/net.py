@@ -11,7 +11,7 @@ from timm.models.efficientnet import EfficientNet
 from torch import nn
 
 from common.lab import denormalize_l, lab_to_rgb
-from specialists.backbones import create_backbone
+from specialists.backbones import create_backbone, register_input_norm
 from specialists.registry import Registry
 
 ROUTERS = Registry("router")
@@ -33,9 +33,7 @@ class RouterNet(nn.Module):
         if not isinstance(self.backbone, EfficientNet):
             raise ValueError(f"{backbone}: router needs a timm EfficientNet-family model")
         self.input_size = input_size
-        cfg = self.backbone.pretrained_cfg
-        self.register_buffer("mean", torch.tensor(cfg["mean"]).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(cfg["std"]).view(1, 3, 1, 1), persistent=False)
+        register_input_norm(self, self.backbone)
         self.embed_dim = self.backbone.num_features
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.embed_dim, num_domains))
         # Depthwise convolutions run several times faster in channels-last layout on CPUs.

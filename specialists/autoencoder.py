@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbones import create_backbone
+from .backbones import create_backbone, register_input_norm
 from .init import init_normal_
 from .unet import norm_layer
 
@@ -109,9 +109,7 @@ class FusionEncoderDecoder(EncoderDecoder):
         self.classifier.eval()
         self.classifier_size = classifier_size
         self.feature_dim = self.classifier.num_features
-        cfg = self.classifier.pretrained_cfg
-        self.register_buffer("mean", torch.tensor(cfg["mean"]).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(cfg["std"]).view(1, 3, 1, 1), persistent=False)
+        register_input_norm(self, self.classifier)
         self.project = nn.Sequential(
             nn.Linear(self.feature_dim, global_channels), nn.ReLU(inplace=True)
         )

@@ -70,3 +70,18 @@ def create_backbone(name: str, pretrained: bool = True, **timm_kwargs: object) -
             raise RuntimeError(f"ImageNet weights for {name} leave {len(unset)} tensors unset")
         model.load_state_dict(state, strict=False)
     return model
+
+
+def input_norm(backbone: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (1, 3, 1, 1) mean and std a timm backbone's ImageNet weights expect of RGB in
+    [0, 1], read from its own ``pretrained_cfg`` (settings are data, never typed again)."""
+    cfg = backbone.pretrained_cfg
+    return tuple(torch.tensor(cfg[key]).view(1, 3, 1, 1) for key in ("mean", "std"))
+
+
+def register_input_norm(module: nn.Module, backbone: nn.Module) -> None:
+    """Give ``module`` the buffers ``mean`` and ``std`` of :func:`input_norm`: they follow
+    ``.to(device)`` and stay out of checkpoints (not persistent)."""
+    mean, std = input_norm(backbone)
+    module.register_buffer("mean", mean, persistent=False)
+    module.register_buffer("std", std, persistent=False)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import SelfAttention2d
-from .backbones import create_backbone
+from .backbones import create_backbone, register_input_norm
 from .init import init_normal_
 
 
@@ -60,9 +60,7 @@ class TimmUNet(nn.Module):
         if len(decoder_channels) != len(skips):
             raise ValueError(f"decoder_channels needs {len(skips)} entries for {encoder}")
         self.stride = self.encoder.feature_info.reduction()[-1]
-        cfg = self.encoder.pretrained_cfg
-        self.register_buffer("mean", torch.tensor(cfg["mean"]).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(cfg["std"]).view(1, 3, 1, 1), persistent=False)
+        register_input_norm(self, self.encoder)
         # from the deepest features up: skip i-1 joins at each level, the input L at the top
         ins = [skips[-1], *decoder_channels[:-1]]
         skip_ins = [*reversed(skips[:-1]), 1]

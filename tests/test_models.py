@@ -3,6 +3,7 @@ import torch
 
 import discriminators
 import specialists
+from router import create_router_net
 from specialists.output import OUTPUT_CHANNELS, output_space, to_ab
 
 
@@ -72,3 +73,24 @@ def test_spectral_norm_weights_get_the_pix2pix_init():
     model = discriminators.create_model("patchgan", spectral_norm=True)
     first = model.model[0].parametrizations.weight.original
     assert abs(first.std().item() - 0.02) < 0.004
+
+
+@pytest.mark.parametrize(
+    "build, part, mean",
+    [
+        (lambda: _generator("unet_effnet_lite0"), "encoder", 0.5),  # EfficientNet-Lite: 0.5
+        (lambda: _generator("unet_mobilenetv2"), "encoder", 0.485),
+        (lambda: _generator("gamma"), "classifier", 0.485),
+        (lambda: create_router_net("effnet_lite0_router", num_domains=3, pretrained=False),
+         "backbone", 0.5),
+    ],
+)  # fmt: skip
+def test_input_normalisation_is_the_backbones_own_and_not_saved(build, part, mean):
+    """A model on a timm backbone normalises with that backbone's ImageNet mean and std,
+    kept out of checkpoints."""
+    model = build()
+    cfg = getattr(model, part).pretrained_cfg
+    assert model.mean.flatten().tolist() == pytest.approx(list(cfg["mean"]))
+    assert model.std.flatten().tolist() == pytest.approx(list(cfg["std"]))
+    assert model.mean.flatten()[0].item() == pytest.approx(mean)
+    assert "mean" not in model.state_dict() and "std" not in model.state_dict()

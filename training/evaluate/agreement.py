@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from specialists.backbones import create_backbone, offline_weights_available
+from specialists.backbones import create_backbone, input_norm, offline_weights_available
 from training.realism import classify
 
 CLASSIFIER = "mobilenetv2_100"
@@ -39,8 +39,7 @@ def classifier_input(rgb: torch.Tensor, model: nn.Module) -> torch.Tensor:
     resized = F.interpolate(rgb, size=size, mode="bilinear", antialias=True, align_corners=False)
     top, left = (size[0] - side) // 2, (size[1] - side) // 2
     crop = resized[..., top : top + side, left : left + side]
-    mean = torch.tensor(cfg["mean"], device=rgb.device).view(1, 3, 1, 1)
-    std = torch.tensor(cfg["std"], device=rgb.device).view(1, 3, 1, 1)
+    mean, std = (t.to(rgb.device) for t in input_norm(model))
     return (crop - mean) / std
 
 
