@@ -356,6 +356,7 @@ def with_settings(colorizer: Colorizer, size: int, threshold: float) -> Colorize
         threshold=threshold,
         device=colorizer.device,
         warnings=colorizer.warnings,
+        restraint=colorizer.restraint,
     )
 
 

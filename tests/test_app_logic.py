@@ -167,12 +167,14 @@ def test_result_cache_keeps_the_newest():
     assert logic.upload_key(b"x", 64) == logic.upload_key(b"x", 64) != logic.upload_key(b"y", 64)
 
 
-def test_settings_reuse_the_loaded_models(colorizer):
+def test_settings_reuse_the_loaded_models(colorizer, monkeypatch):
+    monkeypatch.setattr(colorizer, "restraint", object())  # a loaded restraint table
     same = logic.with_settings(colorizer, colorizer.size, colorizer.threshold)
     other = logic.with_settings(colorizer, 96, 0.9)
     assert same is colorizer
     assert other.size == 96 and other.threshold == 0.9
     assert other.router is colorizer.router and other.judge is colorizer.judge
+    assert other.restraint is colorizer.restraint  # other settings, the same restraint
     assert all(other.generators[d] is colorizer.generators[d] for d in DOMAINS)
 
 
