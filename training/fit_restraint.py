@@ -73,10 +73,9 @@ def measure(
             names.append(path)
         if not photos:
             continue
-        decisions = colorizer.route(photos)
-        for path, photo, pick, decision in zip(names, photos, colorizer.predict(photos), decisions):
+        for path, photo, pick in zip(names, photos, colorizer.predict(photos)):
             curves.append(gain_curve(pick.ab, truth_at(photo, pick.ab.shape[-2:])))
-            embeddings.append(decision.embedding)
+            embeddings.append(pick.decision.embedding)
             used.append(path)
     if not used:
         return np.zeros((0, 0), np.float32), np.zeros((0, len(STRENGTHS))), used, skipped
