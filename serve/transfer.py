@@ -79,24 +79,26 @@ def full_lightness(pixels: np.ndarray, device: str | torch.device = "cpu") -> to
     return out
 
 
+def model_pixels(pixels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The photo's pixels resized to the model's ``shape`` (h, w), as the models see them
+    (Pillow's antialiased bilinear, fast at any size)."""
+    height, width = shape
+    if pixels.dtype == np.uint16:  # Pillow resizes 16-bit grey as 32-bit float
+        image = Image.fromarray(pixels.astype(np.float32))
+        small = np.asarray(image.resize((width, height), Image.Resampling.BILINEAR))
+        return small.round().clip(0, 65535).astype(np.uint16)
+    return np.asarray(Image.fromarray(pixels).resize((width, height), Image.Resampling.BILINEAR))
+
+
 def model_input(
     pixels: np.ndarray, shape: tuple[int, int], device: str | torch.device = "cpu"
 ) -> torch.Tensor:
     """Normalised L (1, 1, h, w) of the photo resized to the model's ``shape`` (h, w).
 
-    The pixels are resized first (Pillow's antialiased bilinear, fast at any size) and only
-    the small copy is converted, so a big scan's full-resolution L is computed once, at the
-    join, not twice.
+    The pixels are resized first (:func:`model_pixels`) and only the small copy is
+    converted, so a big scan's full-resolution L is computed once, at the join, not twice.
     """
-    height, width = shape
-    if pixels.dtype == np.uint16:  # Pillow resizes 16-bit grey as 32-bit float
-        image = Image.fromarray(pixels.astype(np.float32))
-        small = np.asarray(image.resize((width, height), Image.Resampling.BILINEAR))
-        small = small.round().clip(0, 65535).astype(np.uint16)
-    else:
-        small = np.asarray(
-            Image.fromarray(pixels).resize((width, height), Image.Resampling.BILINEAR)
-        )
+    small = model_pixels(pixels, shape)
     return normalize_l(full_lightness(small, device)).clamp(-1.0, 1.0).unsqueeze(0)
 
 

@@ -169,12 +169,34 @@ def test_broken_router_or_missing_specialist_is_a_weights_error(tmp_path):
         Colorizer.from_weights(weights)
 
 
-def test_calibrate_judge_without_a_router_lets_the_discriminators_decide(tmp_path, photo_folder):
+def test_calibrate_judge_fits_on_what_serving_colours(tmp_path, photo_folder, monkeypatch):
+    """The judge is fitted on the served pipeline's candidates and router beliefs
+    (``Colorizer.predict`` with every specialist), not on a copy of it."""
+    weights = make_weights(
+        tmp_path / "w", ("cool", "warm"), {"cool": (-0.2, -0.3), "warm": (0.3, 0.3)}
+    )
+    served, predict = [], Colorizer.predict
+
+    def spy(self, photos, domain=None, every=False):
+        out = predict(self, photos, domain, every)
+        served.extend(out if every else [])
+        return out
+
+    monkeypatch.setattr(Colorizer, "predict", spy)
+    args = ["--data", str(photo_folder), "--weights", str(weights), "--per-domain", "2"]
+    assert calibrate_main([*args, "--split", "val", "--no-progress"]) == 0
+    assert len(served) == 4  # two photos per domain, each coloured as served
+    assert all(set(p.candidates) == {"cool", "warm"} and p.decision for p in served)
+
+
+def test_calibrate_judge_without_a_router_says_so(tmp_path, photo_folder, capsys):
+    """The judge weighs the router's belief, so it is fitted after the router, as served."""
     weights = make_weights(
         tmp_path / "w", ("cool", "warm"), {"cool": (-0.2, -0.3), "warm": (0.3, 0.3)}
     )
     shutil.rmtree(weights / "router")
     args = ["--data", str(photo_folder), "--weights", str(weights), "--per-domain", "2"]
-    assert calibrate_main([*args, "--split", "val", "--no-progress"]) == 0
-    data = json.loads((weights / "judge.json").read_text())
-    assert data["router_weight"] == 0.0 and "no router" in data["router_weight_fit"]["note"]
+    assert calibrate_main([*args, "--split", "val", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "router" in err and "Traceback" not in err
+    assert not (weights / "judge.json").exists()

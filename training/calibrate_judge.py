@@ -4,8 +4,9 @@
 
 It fits on the ``holdout`` split (a fixed part of train, see ``training.data``), so the
 validation photos stay untouched for reporting. They are in colour, so the truth is known.
-Every specialist colours each photo's L; every discriminator scores the real colouring
-and all the specialists' ones; one Platt scaling per discriminator (real = 1, generated = 0)
+Each photo goes through the served pipeline (routed on its own pixels, every specialist
+colouring its L at its model shape); every discriminator scores the real colouring and all
+the specialists' ones; one Platt scaling per discriminator (real = 1, generated = 0)
 is fitted and written to ``WEIGHTS/judge.json`` with the SHA-256 of each checkpoint, so
 serving can tell when the calibration is stale. Why a calibrated panel: see
 ``discriminators.scoring``.
@@ -19,14 +20,14 @@ its own discriminator).
 import argparse
 import sys
 import time
+from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import torch
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-import discriminators
-import specialists
+from common.images import ImageReadError, read_image
 from common.lab import join_lab, split_lab
 from discriminators.scoring import (
     PlattScaling,
@@ -38,19 +39,11 @@ from discriminators.scoring import (
     roc_auc,
     save_calibration,
 )
-from router import load_router
-from serve.weights import JUDGE_FILE
-from specialists.checkpoint import CheckpointError, read_config
+from serve.colorizer import Colorizer
+from serve.transfer import model_pixels
+from serve.weights import JUDGE_FILE, WeightsError, locate_weights
 from specialists.metrics import psnr
-from specialists.output import predict_ab
-from training.data import (
-    HOLDOUT,
-    ColourPhotos,
-    evenly_spaced,
-    find_images,
-    list_domains,
-    scan_images,
-)
+from training.data import HOLDOUT, evenly_spaced, find_images, list_domains, scan_images
 
 ROUTER_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)  # tried for the router's belief
 UNSURE_FRACTION = 0.25  # the router weight is fitted on the least sure quarter of photos
@@ -95,17 +88,15 @@ def calibrate(
     progress: bool = True,
     unsure_fraction: float = UNSURE_FRACTION,
 ) -> dict:
-    """Fit and write ``weights/judge.json``; returns what was written."""
-    files = sorted((weights / "specialists").glob("*.safetensors"))
-    if not files:
-        raise CheckpointError(f"{weights}/specialists: no *.safetensors specialists to calibrate")
-    names = [f.stem for f in files]
-    gens = {f.stem: specialists.load_generator(f, device) for f in files}
-    discs = {f.stem: discriminators.load_discriminator(f, device) for f in files}
-    size = size or max(int(read_config(f).get("size", 256)) for f in files)
-    stride = max(int(getattr(g, "stride", 1)) for g in gens.values())
-    size = max(stride, round(size / stride) * stride)
+    """Fit and write ``weights/judge.json``; returns what was written.
 
+    The photos go through the served pipeline (``Colorizer.predict(every=True)``: the
+    router's decision on the photo's own pixels, every specialist's colouring at the photo's
+    model shape), so the judge is fitted on the candidates and beliefs it is served.
+    """
+    colorizer = Colorizer.from_weights(weights, device, size, restraint=False)
+    names = colorizer.domains
+    discs = colorizer.judge.discriminators
     paths, labels = [], []
     for domain in list_domains(data):
         found = scan_images(
@@ -115,38 +106,46 @@ def calibrate(
         labels += [domain] * len(found.usable)
     if not paths:
         raise FileNotFoundError(f"{data}: no colour photos in its {split!r} split")
-    loader = DataLoader(ColourPhotos(paths, size, train=False), batch_size=batch_size)
 
-    router = load_router(weights / "router", device) if (weights / "router").is_dir() else None
+    order = []  # photo indices in the order they were scored (grouped by model shape)
     belief = []  # (N, K) the router's probabilities of the K candidates' domains
     real = {j: [] for j in names}  # judge -> raw scores of real colourings
     fake = {j: [] for j in names}  # judge -> (N, K) raw scores of the K candidates
     quality = []  # (N, K) PSNR of each candidate
     with torch.inference_mode():
-        for rgb in tqdm(loader, desc="scoring", unit="batch", disable=not progress):
-            rgb = rgb.to(device)
-            l_norm, ab = split_lab(rgb)
-            candidates = [predict_ab(gens[k], l_norm) for k in names]
-            if router is not None:
-                belief.append(beliefs(router.route(l_norm), names))
-            quality.append(torch.stack([psnr(join_lab(l_norm, c), rgb) for c in candidates], 1))
-            for j, disc in discs.items():
-                real[j].append(realism_logits(disc, l_norm, ab).cpu())
-                fake[j].append(
-                    torch.stack([realism_logits(disc, l_norm, c) for c in candidates], 1)
-                )
-    quality_all = torch.cat(quality).cpu()
+        for start in tqdm(
+            range(0, len(paths), batch_size), desc="scoring", unit="batch", disable=not progress
+        ):
+            photos = [read_image(path) for path in paths[start : start + batch_size]]
+            groups = defaultdict(list)
+            for i, pick in enumerate(colorizer.predict(photos, every=True)):
+                groups[colorizer.input_shape(photos[i])].append((start + i, photos[i], pick))
+            for shape, members in groups.items():
+                order += [i for i, _, _ in members]
+                small = [model_pixels(photo.pixels, shape) for _, photo, _ in members]
+                rgb = torch.from_numpy(np.stack(small)).permute(0, 3, 1, 2).float() / 255.0
+                rgb = rgb.to(colorizer.device)
+                l_norm, ab = split_lab(rgb)
+                l_norm = l_norm.clamp(-1.0, 1.0)  # exactly the models' input
+                candidates = [torch.stack([p.candidates[k] for _, _, p in members]) for k in names]
+                belief.append(beliefs([p.decision for _, _, p in members], names))
+                psnrs = [psnr(join_lab(l_norm, c), rgb).cpu() for c in candidates]
+                quality.append(torch.stack(psnrs, 1))
+                for j, disc in discs.items():
+                    real[j].append(realism_logits(disc, l_norm, ab).cpu())
+                    fake[j].append(
+                        torch.stack([realism_logits(disc, l_norm, c) for c in candidates], 1).cpu()
+                    )
+    labels = [labels[i] for i in order]
+    quality_all = torch.cat(quality)
     real_all = {j: torch.cat(v) for j, v in real.items()}
-    fake_all = {j: torch.cat(v).cpu() for j, v in fake.items()}
+    fake_all = {j: torch.cat(v) for j, v in fake.items()}
 
     scalings = {j: fit_platt(real_all[j], fake_all[j]) for j in names}
     calibrated = torch.stack([scalings[j](fake_all[j]) for j in names]).mean(0)
     uncalibrated = torch.stack([PlattScaling()(fake_all[j]) for j in names]).mean(0)
     own_judge = torch.stack([fake_all[k][:, i] for i, k in enumerate(names)], 1)
-    if router is None:
-        prior = {"router_weight": 0.0, "note": "no router/ in the weights folder"}
-    else:
-        prior = _fit_router_weight(calibrated, torch.cat(belief), quality_all, unsure_fraction)
+    prior = _fit_router_weight(calibrated, torch.cat(belief), quality_all, unsure_fraction)
     own_domain = torch.tensor([names.index(d) if d in names else -1 for d in labels])
     known = own_domain >= 0
     selection = {
@@ -180,10 +179,10 @@ def calibrate(
         "router_weight": prior["router_weight"],
         "router_weight_fit": prior,
         "judges": judges,
-        "checkpoints": {f.stem: fingerprint(f) for f in files},
+        "checkpoints": {d: fingerprint(f) for d, f in locate_weights(weights).specialists.items()},
         "data": str(data),
         "split": split,
-        "size": size,
+        "size": colorizer.size,
         "selection": selection,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -213,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             args.device,
             args.progress,
         )
-    except (CheckpointError, FileNotFoundError) as exc:
+    except (WeightsError, FileNotFoundError, ImageReadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for name, judge in info["judges"].items():
