@@ -56,8 +56,10 @@ sys.path.insert(0, str(REPO))
 import discriminators  # noqa: E402
 import specialists  # noqa: E402
 from router import Calibration, NeighbourIndex, Router, create_router_net  # noqa: E402
-from serve.colorize import Report, expand_inputs, run  # noqa: E402
+from serve.batch import run  # noqa: E402
 from serve.colorizer import Colorizer  # noqa: E402
+from serve.inputs import expand_inputs  # noqa: E402
+from serve.run_report import Report  # noqa: E402
 from serve.transfer import model_input, model_shape, rejoin  # noqa: E402
 from specialists.checkpoint import save_checkpoint, with_prefix  # noqa: E402
 from specialists.metrics import colourfulness, psnr  # noqa: E402

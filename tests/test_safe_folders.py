@@ -25,7 +25,7 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from serve import Colorizer, colorize
+from serve import Colorizer, run_report
 from serve.colorize import main
 from specialists.checkpoint import CONFIG_KEY
 from tests.serve_support import grey_photo
@@ -225,7 +225,7 @@ def test_5_a_full_disk_under_the_report_still_colours_and_summarises(
     source.mkdir()
     for i in range(4):
         grey_photo(30, 20, seed=i).save(source / f"p{i}.png")
-    real_open = colorize.open_fresh
+    real_open = run_report.open_fresh
 
     class FullDisk:
         def __init__(self, handle):
@@ -240,7 +240,7 @@ def test_5_a_full_disk_under_the_report_still_colours_and_summarises(
         def close(self):
             self.handle.close()
 
-    monkeypatch.setattr(colorize, "open_fresh", lambda *a, **k: FullDisk(real_open(*a, **k)))
+    monkeypatch.setattr(run_report, "open_fresh", lambda *a, **k: FullDisk(real_open(*a, **k)))
     out = tmp_path / "out"
     err = run_cli(weights, source, "-o", out, "--report", tmp_path / "r.jsonl", "--batch-size",
                   "1", expect=1, capsys=capsys)  # fmt: skip

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from serve.colorize import expand_inputs, main, shard_of
+from serve.colorize import main
+from serve.inputs import expand_inputs, shard_of
 from tests.serve_support import colour_photo, grey_photo
 
 REPORT_KEYS = {
@@ -306,7 +307,7 @@ def _recording(colorizer, monkeypatch):
 def test_a_mixed_folder_fills_batches_of_one_shape(weights, tmp_path, monkeypatch):
     """Alternating sizes: each forward pass gets a full batch of one shape (before buckets,
     every batch of 4 was split into two passes of 2); every photo is still done and reported."""
-    from serve.colorize import run
+    from serve.batch import run
     from serve.colorizer import Colorizer
 
     folder = tmp_path / "in"
@@ -326,7 +327,7 @@ def test_a_mixed_folder_fills_batches_of_one_shape(weights, tmp_path, monkeypatc
 
 def test_the_pipeline_holds_photos_within_its_memory_budget(weights, tmp_path, monkeypatch):
     """With room for one photo at a time, nothing is decoded ahead: batches of one."""
-    from serve import colorize
+    from serve import batch
     from serve.colorizer import Colorizer
 
     folder = tmp_path / "in"
@@ -337,7 +338,7 @@ def test_the_pipeline_holds_photos_within_its_memory_budget(weights, tmp_path, m
     colorizer = Colorizer.from_weights(weights, threshold=0.0)
     jobs = expand_inputs([str(folder)], tmp_path / "out", "png")
     batches = _recording(colorizer, monkeypatch)
-    monkeypatch.setattr(colorize, "HELD_PIXELS", 64 * 64)
-    summary = colorize.run(colorizer, jobs, None, batch_size=8, progress=False)
+    monkeypatch.setattr(batch, "HELD_PIXELS", 64 * 64)
+    summary = batch.run(colorizer, jobs, None, batch_size=8, progress=False)
     assert (summary.done, summary.failed) == (5, 1)
     assert [len(batch) for batch in batches] == [1] * 5
