@@ -55,6 +55,7 @@ sys.path.insert(0, str(REPO))
 
 import discriminators  # noqa: E402
 import specialists  # noqa: E402
+from common.links import follow_link_file  # noqa: E402
 from router import Calibration, NeighbourIndex, Router, create_router_net  # noqa: E402
 from serve.batch import run  # noqa: E402
 from serve.colorizer import Colorizer  # noqa: E402
@@ -183,7 +184,7 @@ def mixed_folder(data: Path, folder: Path, limit: int | None = None) -> dict:
     unreadable = 0
     for path in sources + large:
         try:
-            image = Image.open(path)
+            image = Image.open(follow_link_file(path))  # v2's v1 photos are placeholders
             image.load()
         except OSError:  # the data has a few broken files; the CLI would report them
             unreadable += 1
