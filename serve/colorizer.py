@@ -246,6 +246,7 @@ class Colorizer:
             except (RuntimeError, ValueError, KeyError) as exc:  # CheckpointError included
                 raise WeightsError(f"{path}: cannot rebuild its models ({exc})") from None
         calibration, router_weight, notes = None, 0.0, []
+        hashes = weights_fingerprints(weights)  # once, for the judge's and restraint's checks
         if weights.judge is None:
             notes.append(
                 f"{weights.root}: no judge.json, so fallback uses uncalibrated discriminator "
@@ -258,7 +259,7 @@ class Colorizer:
                 raise WeightsError(str(exc)) from None
             router_weight = float(info.get("router_weight", 0.0))
             fitted = info.get("checkpoints", {})
-            stale = [d for d, p in weights.specialists.items() if fitted.get(d) != fingerprint(p)]
+            stale = [d for d in weights.specialists if fitted.get(d) != hashes[d]]
             if stale:
                 notes.append(
                     f"{weights.judge}: fitted on other weights for {stale}; "
@@ -266,7 +267,7 @@ class Colorizer:
                 )
         judge = Judge(discriminators, calibration, router_weight)
         size = size if size is not None else max(weights.sizes.values())
-        table = restraint_table(weights, notes) if restraint else None
+        table = restraint_table(weights, hashes, notes) if restraint else None
         return cls(router, generators, judge, size, threshold, device, notes, table)
 
     def colorize(
@@ -440,9 +441,12 @@ def weights_fingerprints(weights: WeightsFolder) -> dict[str, str | None]:
     }
 
 
-def restraint_table(weights: WeightsFolder, notes: list[str]) -> Restraint | None:
+def restraint_table(
+    weights: WeightsFolder, hashes: Mapping[str, str | None], notes: list[str]
+) -> Restraint | None:
     """The folder's restraint table, or None (with a note) when it is absent, unreadable or
-    fitted on other weights: a stale table would restrain the wrong photos."""
+    fitted on other weights (``hashes``: :func:`weights_fingerprints`): a stale table would
+    restrain the wrong photos."""
     path = weights.root / RESTRAINT_FILE
     if not path.is_file():
         return None
@@ -452,7 +456,7 @@ def restraint_table(weights: WeightsFolder, notes: list[str]) -> Restraint | Non
         notes.append(f"{exc}; colouring without per-photo restraint")
         return None
     fitted = (table.info or {}).get("checkpoints", {})
-    stale = [k for k, v in weights_fingerprints(weights).items() if fitted.get(k) != v]
+    stale = [k for k, v in hashes.items() if fitted.get(k) != v]
     if stale:
         notes.append(
             f"{path}: fitted on other weights for {stale}, so it is not used; "
