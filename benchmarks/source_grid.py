@@ -20,8 +20,8 @@ from skimage import data as skdata
 from common.links import follow_link_file
 from serve import Colorizer
 from training.evaluate.photos import find_items
-from training.quality import save_comparison_grid
-from training.realism import source_tag
+from training.evaluate.quality import save_comparison_grid
+from training.evaluate.realism import source_tag
 
 CELL = 160
 

@@ -23,7 +23,7 @@ What this module does (the choice, and why):
   outvote the rest.
 - **Not one judge trained on all domains**: that is another GAN run on a CPU budget, while
   this reuses the discriminators training already produced and fits in minutes
-  (``python -m training.calibrate_judge``). Discriminators do not know which specialist
+  (``python -m training.ship.calibrate_judge``). Discriminators do not know which specialist
   made a candidate; they only score tensors.
 
 - **The router's belief still counts.** The pick maximises

@@ -250,7 +250,7 @@ class Colorizer:
         if weights.judge is None:
             notes.append(
                 f"{weights.root}: no judge.json, so fallback uses uncalibrated discriminator "
-                "scores; fit it with python -m training.calibrate_judge"
+                "scores; fit it with python -m training.ship.calibrate_judge"
             )
         else:
             try:
@@ -263,7 +263,7 @@ class Colorizer:
             if stale:
                 notes.append(
                     f"{weights.judge}: fitted on other weights for {stale}; "
-                    "re-run python -m training.calibrate_judge"
+                    "re-run python -m training.ship.calibrate_judge"
                 )
         judge = Judge(discriminators, calibration, router_weight)
         size = size if size is not None else max(weights.sizes.values())
@@ -460,7 +460,7 @@ def restraint_table(
     if stale:
         notes.append(
             f"{path}: fitted on other weights for {stale}, so it is not used; "
-            "re-run python -m training.fit_restraint"
+            "re-run python -m training.ship.fit_restraint"
         )
         return None
     return table

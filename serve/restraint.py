@@ -3,7 +3,7 @@
 An L1-trained colorizer guesses some photos' colours well (faces, foliage, sky) and others
 badly (a car's paint, a room's walls, a street from a dashboard camera): there, any colour
 it adds puts the photo further from the truth than the gray photo was. One gain per
-specialist cannot tell them apart; the router's embedding can. ``training.fit_restraint``
+specialist cannot tell them apart; the router's embedding can. ``training.ship.fit_restraint``
 colours the held-out photos with the served system, measures each photo's PSNR gain over
 gray at a ladder of strengths, and stores those gain curves with the photos' router
 embeddings. Serving looks up a photo's ``k`` nearest held-out photos, averages their

@@ -24,11 +24,11 @@ ROLES = ("generator", "discriminator")
 HOW_TO_TRAIN = """\
 Train the weights (see README). For each domain (portrait, landscape, general):
   python -m training.train_specialist --data DATA --domain portrait --out runs/portrait
-  python -m training.export runs/portrait --out {root}/specialists/portrait.safetensors
+  python -m training.ship.export runs/portrait --out {root}/specialists/portrait.safetensors
 then the router and the fallback judge's calibration:
   python -m training.train_router --data DATA --out runs/router
   cp -r runs/router/router {root}/router
-  python -m training.calibrate_judge --data DATA --weights {root}
+  python -m training.ship.calibrate_judge --data DATA --weights {root}
 or point --weights (or ${env}) at a folder that already has them."""
 
 
@@ -90,13 +90,15 @@ def locate_weights(folder: str | Path | None = None) -> WeightsFolder:
         try:
             config = read_config(path)
         except CheckpointError as exc:
-            raise WeightsError(f"{exc}\nRe-export it with python -m training.export.") from None
+            raise WeightsError(
+                f"{exc}\nRe-export it with python -m training.ship.export."
+            ) from None
         models = config.get("models", {})
         absent = [role for role in ROLES if role not in models]
         if absent:
             raise WeightsError(
                 f"{path}: checkpoint has no {' or '.join(absent)} "
-                "(export a training run with python -m training.export)"
+                "(export a training run with python -m training.ship.export)"
             )
         domain = config.get("domain") or path.stem  # None: trained without --domain
         if domain != path.stem:

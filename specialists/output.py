@@ -39,13 +39,15 @@ def to_ab(model: nn.Module, output: torch.Tensor) -> torch.Tensor:
 
 
 def chroma_gain(model: nn.Module) -> float:
-    """The saturation gain a served model applies (1.0 unless ``training.fit_chroma`` set one)."""
+    """The saturation gain a served model applies (1.0 unless ``training.ship.fit_chroma``
+    set one)."""
     return float(getattr(getattr(model, "module", model), "chroma_gain", 1.0))
 
 
 def predict_ab(model: nn.Module, l_norm: torch.Tensor) -> torch.Tensor:
     """Run ``model`` on normalised L and return normalised ab, whatever it predicts, scaled by
-    the model's chroma gain (an L1-trained model is paler than life; see training.fit_chroma)."""
+    the model's chroma gain (an L1-trained model is paler than life; see
+    training.ship.fit_chroma)."""
     ab = to_ab(model, model(l_norm))
     gain = chroma_gain(model)
     return ab if gain == 1.0 else (ab * gain).clamp(-1.0, 1.0)

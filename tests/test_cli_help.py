@@ -1,16 +1,21 @@
 """--help of the training and evaluation commands: defaults shown, every option explained,
 the architectures' names said in words, no reStructuredText backticks."""
 
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from router.evaluate import parse_args as evaluate_args
 from training.compare import parse_args as compare_args
-from training.ship import parse_args as ship_args
+from training.ship.cli import parse_args as ship_args
 from training.train_router import parse_args as router_args
 from training.train_specialist import parse_args as specialist_args
 
+ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = {
     "train_specialist": specialist_args,
     "train_router": router_args,
@@ -73,3 +78,13 @@ def test_the_architectures_are_named_and_explained(capsys):
         line = next(line for line in text.splitlines() if line.startswith(f"  {name} "))
         assert words in line, line
     assert "effnet_lite0_router" in _help(router_args, capsys)
+
+
+@pytest.mark.parametrize("package", ["training.ship", "training.evaluate"])
+def test_a_package_runs_as_a_command(package):
+    """``python -m PACKAGE`` goes through the package's ``__main__`` to its command line."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", package, "--help"]
+    done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"usage: python -m {package} ")

@@ -1,4 +1,5 @@
-"""The system comparison (training.compare) and its reusable measures (training.quality)."""
+"""The system comparison (training.compare) and its reusable measures
+(training.evaluate.quality)."""
 
 import json
 from dataclasses import replace
@@ -9,7 +10,7 @@ from PIL import Image
 
 from specialists.checkpoint import read_config
 from training.compare import System, compare, main
-from training.quality import colour_metrics, grey_rgb, markdown_table
+from training.evaluate.quality import colour_metrics, grey_rgb, markdown_table
 from training.train_specialist import TrainConfig
 
 

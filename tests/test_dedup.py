@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 from test_router_data import make_dataset
 
-from training.dedup import main as dedup_main
+from training.evaluate.dedup import main as dedup_main
 from training.train_router import main as train_main
 
 TINY = [

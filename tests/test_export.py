@@ -2,7 +2,7 @@ import torch
 
 import discriminators
 import specialists
-from training.export import main
+from training.ship.export import main
 from training.train_specialist import TrainConfig, train
 
 

@@ -11,7 +11,7 @@ import specialists
 from specialists.output import predict_ab
 from tests.conftest import PALETTES
 from tests.serve_support import make_weights
-from training.fit_chroma import choose_gain, main
+from training.ship.fit_chroma import choose_gain, main
 
 
 def _rows(colourfulness: dict[float, float]) -> dict:

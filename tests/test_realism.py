@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from common.lab import lab_to_rgb
-from training.realism import MIN_FRECHET_PHOTOS, chroma_stats, frechet_distance, source_tag
+from training.evaluate.realism import MIN_FRECHET_PHOTOS, chroma_stats, frechet_distance, source_tag
 
 
 def _lab_image(a: float, b: float, size: int = 8) -> torch.Tensor:

@@ -15,8 +15,8 @@ from serve.restraint import RESTRAINT_FILE, Restraint, load_restraint, save_rest
 from specialists.checkpoint import load_checkpoint, save_checkpoint
 from tests.conftest import make_photo
 from tests.serve_support import DOMAINS, grey_photo
-from training.fit_restraint import STRENGTHS, gain_curve
-from training.fit_restraint import main as fit_main
+from training.ship.fit_restraint import STRENGTHS, gain_curve
+from training.ship.fit_restraint import main as fit_main
 
 LADDER = np.array(STRENGTHS)
 

@@ -25,8 +25,8 @@ from tests.serve_support import (
     monotone_discriminator,
     save_specialist,
 )
-from training.calibrate_judge import ROUTER_WEIGHTS
-from training.calibrate_judge import main as calibrate_main
+from training.ship.calibrate_judge import ROUTER_WEIGHTS
+from training.ship.calibrate_judge import main as calibrate_main
 
 
 def test_platt_recovers_a_known_logistic():

@@ -15,8 +15,8 @@ from tests.conftest import make_split_folder
 from tests.serve_support import save_specialist, tiny_router
 from tests.test_router_data import _photo
 from training.data import is_held_out
-from training.model_cards import main as cards_main
-from training.ship import main as ship_main
+from training.ship.cli import main as ship_main
+from training.ship.model_cards import main as cards_main
 from training.train_specialist import TrainConfig, train
 
 

@@ -167,7 +167,7 @@ def _plain_photos(folder, count):
 
 def test_a_plain_folder_trains_the_named_domain_and_says_what_comes_next(tmp_path, capsys):
     from training.data import is_held_out
-    from training.export import main as export_main
+    from training.ship.export import main as export_main
 
     photos = _plain_photos(tmp_path / "mine", 6)
     assert not any(is_held_out(p) for p in photos.iterdir())  # 5% of 6 photos: none held out
@@ -178,7 +178,7 @@ def test_a_plain_folder_trains_the_named_domain_and_says_what_comes_next(tmp_pat
     out = capsys.readouterr().out
     assert "training the 'portrait' specialist on all its photos" in out
     assert "warning:" in out and "no validation photos" in out and "none of these 6" in out
-    assert f"next: python -m training.export {run} --out" in out
+    assert f"next: python -m training.ship.export {run} --out" in out
     assert "specialists/portrait.safetensors" in out
     weights = tmp_path / "weights"
     assert (
@@ -186,14 +186,15 @@ def test_a_plain_folder_trains_the_named_domain_and_says_what_comes_next(tmp_pat
     )
     out = capsys.readouterr().out
     assert (
-        "the portrait specialist at step 2" in out and "next: python -m training.fit_chroma" in out
+        "the portrait specialist at step 2" in out
+        and "next: python -m training.ship.fit_chroma" in out
     )
     assert "None" not in out
 
 
 def test_a_run_without_a_domain_is_named_after_its_exported_file(tmp_path, capsys):
     from serve.weights import locate_weights
-    from training.export import main as export_main
+    from training.ship.export import main as export_main
 
     photos = _plain_photos(tmp_path / "mine", 8)
     run = tmp_path / "run"

@@ -28,7 +28,7 @@ from common.cli import HelpFormatter, UsageError, add_options, from_args, plain,
 from common.files import atomic_write_json, atomic_write_text
 from specialists.checkpoint import CheckpointError, read_config
 from training.data import ColourPhotos, find_images, scan_images
-from training.quality import (
+from training.evaluate.quality import (
     colour_metrics,
     colourize_rgb,
     count_parameters,

@@ -22,7 +22,7 @@ from tqdm import tqdm  # noqa: E402
 
 from common.files import atomic_write, atomic_write_json, atomic_write_text  # noqa: E402
 from specialists.metrics import colourfulness, psnr  # noqa: E402
-from training.quality import colourize_rgb, grey_rgb  # noqa: E402
+from training.evaluate.quality import colourize_rgb, grey_rgb  # noqa: E402
 
 SPECIALIST_COLUMNS = (
     "step",

@@ -47,12 +47,12 @@ from specialists.checkpoint import (
     with_prefix,
 )
 from specialists.cli import catalogue
-from training.calibrate_router import Outputs, calibrate, measure, write_reports
 from training.data import has_splits
 from training.monitor import ROUTER_COLUMNS, ROUTER_PANELS, MetricsLog
 from training.optim_state import optimizer_from_tensors, optimizer_to_tensors
 from training.router_config import RESUME_FIELDS, RouterTrainConfig
 from training.router_data import calibration_rows, check_data, trunk_outputs
+from training.ship.calibrate_router import Outputs, calibrate, measure, write_reports
 
 CHECKPOINT = "checkpoint.safetensors"
 
@@ -355,8 +355,9 @@ def _summary(metrics: dict, domains: list[str], out: Path) -> None:
     )
     print(f"router folder: {out / 'router'}")
     print(
-        f"next: cp -r {out / 'router'} WEIGHTS/router, then python -m training.calibrate_judge "
-        "--data DATA --weights WEIGHTS (or let python -m training.ship do every step)"
+        f"next: cp -r {out / 'router'} WEIGHTS/router, then "
+        "python -m training.ship.calibrate_judge --data DATA --weights WEIGHTS "
+        "(or let python -m training.ship do every step)"
     )
 
 

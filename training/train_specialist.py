@@ -254,7 +254,7 @@ examples:
   python -m training.train_specialist --data photos/ --domain portrait --out runs/portrait
   python -m training.train_specialist --data ../shared/data/colorize-v1 --domain portrait \\
       --out runs/portrait --size 128 --steps 3000 --warmup-steps 1200
-then: python -m training.export RUN --out WEIGHTS/specialists/DOMAIN.safetensors --half
+then: python -m training.ship.export RUN --out WEIGHTS/specialists/DOMAIN.safetensors --half
 (python -m training.ship does every step, for a folder of domain folders)"""
 
 
@@ -278,7 +278,7 @@ def next_step(config: TrainConfig, result: dict) -> str:
         return f"stopped at step {step} of {total}: run the same command to continue"
     domain = result.get("domain") or "DOMAIN"
     return (
-        f"next: python -m training.export {config.out} --out "
+        f"next: python -m training.ship.export {config.out} --out "
         f"WEIGHTS/specialists/{domain}.safetensors --half\n"
         "(or python -m training.ship, which trains, exports and fits every domain of a "
         "folder of domain folders: README, Add your own domain)"

@@ -24,7 +24,7 @@ their gap (signed, predicted minus true, and relative to the truth's in %), the 
 and brown/orange share of visible chroma (and the truth's), the top-1 agreement of an
 ImageNet MobileNetV2 between the coloured photo and the original, and the Frechet distance
 between the MobileNetV2 features of the coloured photos and of the originals (both null,
-with a note, when its offline weights are not installed; see ``training.realism``). Every
+with a note, when its offline weights are not installed; see ``training.evaluate.realism``). Every
 figure is also split by source tag (the file name's prefix) within each domain. Averages
 are over photos; ``overall`` pools every photo (domains weigh by their photo counts).
 
@@ -50,5 +50,8 @@ Exit codes: 0 done (unreadable files are reported, not fatal), 1 nothing could b
 
 The package, by job: ``photos`` (the labelled photos, the limit, decoding), ``scoring``
 (colour every candidate, measure it), ``agreement`` (the ImageNet classifier), ``report``
-(the systems and their tables), ``targets``, ``render`` (markdown and grid) and ``cli``.
+(the systems and their tables), ``targets``, ``render`` (markdown and grid) and ``cli``;
+the measures it shares with ``training.compare``: ``quality`` (PSNR, SSIM, colourfulness,
+tables, grids) and ``realism`` (Frechet distance, hue and chroma statistics); and
+``python -m training.evaluate.dedup``, which finds near-identical photos across splits.
 """

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from specialists.backbones import create_backbone, input_norm, offline_weights_available
-from training.realism import classify
+from training.evaluate.realism import classify
 
 CLASSIFIER = "mobilenetv2_100"
 

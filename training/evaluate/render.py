@@ -6,10 +6,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from training.evaluate.quality import markdown_table, save_comparison_grid
 from training.evaluate.report import SOURCE_SYSTEMS
 from training.evaluate.scoring import GREY, Run, as_tensor
 from training.evaluate.targets import PEOPLE_SOURCES
-from training.quality import markdown_table, save_comparison_grid
 
 GRID_CELL = 160  # px: each grid image is letterboxed into a square of this side
 SYSTEM_COLUMNS = {

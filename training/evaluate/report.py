@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from serve.colorizer import Colorizer
+from training.evaluate.realism import frechet_distance
 from training.evaluate.scoring import CHROMA, CHROMA_TRUE, GREY, METRICS, TRUTH, Run, Scored
 from training.evaluate.targets import PEOPLE_SOURCES, check_targets
-from training.realism import frechet_distance
 
 SOURCE_SYSTEMS = ("grayscale", "general_only", "fallback")
 

@@ -16,8 +16,8 @@ from serve.colorizer import JUDGE, Colorizer
 from serve.transfer import rejoin
 from training.evaluate.agreement import agreement
 from training.evaluate.photos import Item, by_shape, decode
-from training.quality import image_metrics
-from training.realism import chroma_stats, source_tag
+from training.evaluate.quality import image_metrics
+from training.evaluate.realism import chroma_stats, source_tag
 
 GREY = "grayscale"  # the candidate with a = b = 0
 METRICS = ("psnr", "ssim", "colourfulness", "colourfulness_true")

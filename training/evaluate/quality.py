@@ -1,6 +1,7 @@
 """Measure a trained generator on validation photos: colour quality, speed and size.
 
-Small functions that the reports reuse (``training.compare``, ``training.evaluate``):
+Small functions that the reports and the training monitor reuse (``training.compare``,
+``training.evaluate``, ``training.monitor``):
 every generator is run through ``specialists.output``, so ab and RGB generators are
 measured the same way, on the photo's own L.
 """

@@ -1,4 +1,4 @@
-"""Find near-identical photos across splits: ``python -m training.dedup DATA_DIR``.
+"""Find near-identical photos across splits: ``python -m training.evaluate.dedup DATA_DIR``.
 
 A photo in val or test that (nearly) repeats a training photo inflates every evaluation.
 Candidates come from the router's kNN index: when DATA_DIR is the data the router was trained
@@ -136,7 +136,9 @@ def find_pairs(
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m training.dedup", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m training.evaluate.dedup", description=__doc__.split("\n")[0]
+    )
     p.add_argument("data", type=Path, help="data folder with train/ val/ test/ splits")
     p.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="router folder")
     p.add_argument("--k", type=int, default=5, help="candidates per photo")

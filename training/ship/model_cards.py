@@ -1,6 +1,6 @@
 """Write a model card beside every model in a weights folder, from its config and an evaluation.
 
-    python -m training.model_cards --weights weights --evaluation runs/eval/evaluation.json
+    python -m training.ship.model_cards --weights weights --evaluation runs/eval/evaluation.json
 
 Each card says what the model is, what it was trained on and under which terms (colorize-v1
 is for non-commercial research only, and so is everything trained on it), how it was trained
@@ -87,7 +87,7 @@ def specialist_card(path: Path, evaluation: dict | None) -> str:
         at1, chosen = fit["by_gain"]["1.0"], fit["by_gain"][str(gain)]
         serving = (
             f"Served with a chroma gain of **{gain:g}** (ab x {gain:g}), fitted by "
-            f"`python -m training.fit_chroma` on {fit['photos']} `{fit['split']}` photos: the "
+            f"`python -m training.ship.fit_chroma` on {fit['photos']} `{fit['split']}` photos: the "
             f"smallest gain bringing mean colourfulness to {fit['target']:.0%} of the truth's "
             f"({at1['colourfulness']:.1f} -> {chosen['colourfulness']:.1f}, truth "
             f"{fit['truth_colourfulness']:.1f}; PSNR {at1['psnr']:.2f} -> {chosen['psnr']:.2f} dB "
@@ -218,7 +218,9 @@ def write_cards(weights: Path, evaluation: dict | None) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.model_cards", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m training.ship.model_cards", description=__doc__
+    )
     parser.add_argument("--weights", required=True, type=Path, help="weights folder")
     parser.add_argument("--evaluation", type=Path, help="training.evaluate's --json file")
     args = parser.parse_args(argv)

@@ -1,6 +1,6 @@
 """Fit each specialist's chroma gain on held-out photos, so served colour is as vivid as life.
 
-    python -m training.fit_chroma --data ../shared/data/colorize-v1 --weights weights
+    python -m training.ship.fit_chroma --data ../shared/data/colorize-v1 --weights weights
 
 An L1-trained colorizer hedges towards grey where it is unsure, so its photos come out paler
 than the truth (a portrait specialist at ~84% of the truth's colourfulness). Multiplying its
@@ -12,7 +12,7 @@ saturated guess where it does not (on photos unlike its training photos a high g
 colour further from the truth than the gray photo). It is fitted on the ``holdout`` split
 (see ``training.data``), never on val, and stored in the specialist's own config
 (``serve.chroma_gain``), which :func:`specialists.load_generator` applies. Run it before
-``training.calibrate_judge``: changing a specialist changes its hash.
+``training.ship.calibrate_judge``: changing a specialist changes its hash.
 """
 
 import argparse
@@ -135,7 +135,7 @@ def fit(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.fit_chroma", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m training.ship.fit_chroma", description=__doc__)
     parser.add_argument("--data", required=True, type=Path, help="data folder (colorize-v1 layout)")
     parser.add_argument("--weights", required=True, type=Path, help="weights folder to update")
     parser.add_argument("--per-domain", type=int, default=200, help="photos per specialist")
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{chosen['psnr']:.2f} dB"
         )
     print(
-        f"updated {args.weights / 'specialists'}; next: python -m training.calibrate_judge "
+        f"updated {args.weights / 'specialists'}; next: python -m training.ship.calibrate_judge "
         f"--data {args.data} --weights {args.weights}"
     )
     return 0

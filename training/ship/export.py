@@ -1,6 +1,7 @@
 """Turn a training run into serving weights: generator + discriminator, no optimizer state.
 
-    python -m training.export runs/portrait --out weights/specialists/portrait.safetensors --half
+    python -m training.ship.export runs/portrait \
+        --out weights/specialists/portrait.safetensors --half
 
 Half precision halves the file; the loaders cast back to float32. The specialist's domain is
 the run's --domain, or the output file's name for a run without one.
@@ -70,7 +71,9 @@ def export_run(run_dir: Path, out: Path, half: bool = False) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m training.export", description=plain(__doc__), formatter_class=HelpFormatter
+        prog="python -m training.ship.export",
+        description=plain(__doc__),
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("run_dir", type=Path, help="a train_specialist run folder")
     parser.add_argument("--out", type=Path, required=True, help="output .safetensors file")
@@ -88,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {args.out} ({size:.1f} MiB): the {config['domain']} specialist at step {step}")
     weights = args.out.parent.parent
     print(
-        f"next: python -m training.fit_chroma --data DATA --weights {weights}, then "
-        f"python -m training.calibrate_judge --data DATA --weights {weights} "
+        f"next: python -m training.ship.fit_chroma --data DATA --weights {weights}, then "
+        f"python -m training.ship.calibrate_judge --data DATA --weights {weights} "
         f"(a weights folder also needs router/: python -m training.train_router)"
     )
     return 0

@@ -1,6 +1,6 @@
 """Fit the fallback judge's calibration on held-out colour photos.
 
-    python -m training.calibrate_judge --data ../shared/data/colorize-v1 --weights weights
+    python -m training.ship.calibrate_judge --data ../shared/data/colorize-v1 --weights weights
 
 It fits on the ``holdout`` split (a fixed part of train, see ``training.data``), so the
 validation photos stay untouched for reporting. They are in colour, so the truth is known.
@@ -191,7 +191,9 @@ def calibrate(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.calibrate_judge", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m training.ship.calibrate_judge", description=__doc__
+    )
     parser.add_argument("--data", required=True, type=Path, help="data folder (colorize-v1 layout)")
     parser.add_argument("--weights", required=True, type=Path, help="weights folder to calibrate")
     parser.add_argument("--split", default=HOLDOUT, help="split to fit on (default holdout)")

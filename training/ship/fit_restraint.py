@@ -1,13 +1,13 @@
 """Fit the per-photo colour restraint (``serve.restraint``) on held-out photos.
 
-    python -m training.fit_restraint --data ../shared/data/colorize-v2 --weights weights
+    python -m training.ship.fit_restraint --data ../shared/data/colorize-v2 --weights weights
 
 Colours every held-out colour photo with the served system (routing, judge, chroma gains;
 no restraint), measures its PSNR gain over the gray photo at strengths 0, 0.1 ... 1 at
 model resolution, and writes those gain curves with the photos' router embeddings to
 ``WEIGHTS/restraint.safetensors``, tied by hash to the router, specialists and judge it
 measured (serving ignores it, with a note, once any of them changes). Run it last, after
-``training.fit_chroma`` and ``training.calibrate_judge``. It prints what a photo's own
+``training.ship.fit_chroma`` and ``training.ship.calibrate_judge``. It prints what a photo's own
 neighbours would have given it, by ``--folds``-fold cross-validation over the held-out
 photos (each photo's strength chosen from the other folds only), per domain and source tag.
 """
@@ -159,7 +159,7 @@ def fit(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m training.fit_restraint",
+        prog="python -m training.ship.fit_restraint",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

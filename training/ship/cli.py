@@ -11,10 +11,10 @@ new domain. In order, each step printing what it does:
    --router and --specialist DOMAIN=RUN_DIR use finished runs instead). The runs go to
    --runs, all at once, one process each (training.train_all); rerunning resumes them.
 2. the router is copied with float16 weights; each run is exported with float16 weights
-   (training.export); kept specialists are copied;
-3. each specialist's chroma gain is fitted on held-out photos (training.fit_chroma);
-4. the fallback judge is calibrated on the same held-out photos (training.calibrate_judge);
-5. the per-photo colour restraint is fitted on them (training.fit_restraint), when there are
+   (training.ship.export); kept specialists are copied;
+3. each specialist's chroma gain is fitted on held-out photos (training.ship.fit_chroma);
+4. the fallback judge is calibrated on the same held-out photos (training.ship.calibrate_judge);
+5. the per-photo colour restraint is fitted on them (training.ship.fit_restraint), when there are
    enough held-out photos.
 Val is never looked at. The result is what python -m serve.colorize --weights OUT loads.
 
@@ -31,8 +31,9 @@ from common.cli import HelpFormatter, UsageError, plain
 from common.files import atomic_write_bytes
 from router import RouterError, load_router
 from specialists.checkpoint import CheckpointError
-from training import calibrate_judge, fit_chroma, fit_restraint, train_all
-from training.export import export_run
+from training import train_all
+from training.ship import calibrate_judge, fit_chroma, fit_restraint
+from training.ship.export import export_run
 
 SPECIALISTS = "specialists"  # serve.weights.SPECIALISTS_DIR: training does not import serve
 
@@ -268,10 +269,3 @@ def main(argv: list[str] | None = None) -> int:
         f"trained on: python -m training.evaluate PHOTOS --weights {args.out}"
     )
     return 0
-
-
-if __name__ == "__main__":
-    import torch
-
-    torch.set_grad_enabled(False)
-    sys.exit(main())
