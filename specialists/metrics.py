@@ -15,13 +15,16 @@ def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 10.0 * torch.log10(1.0 / mse)
 
 
-def colourfulness(rgb: torch.Tensor) -> torch.Tensor:
-    """Per-image Hasler-Suesstrunk colourfulness on the 0..255 scale (0 for grey)."""
+def colourfulness(rgb: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
+    """Per-image Hasler-Suesstrunk colourfulness on the 0..255 scale (0 for grey).
+
+    ``eps`` > 0 under the square roots keeps the gradient finite on a grey image (training).
+    """
     r, g, b = (rgb * 255.0).unbind(dim=1)
     rg = (r - g).flatten(1)
     yb = (0.5 * (r + g) - b).flatten(1)
-    std = torch.sqrt(rg.var(dim=1, unbiased=False) + yb.var(dim=1, unbiased=False))
-    mean = torch.sqrt(rg.mean(dim=1) ** 2 + yb.mean(dim=1) ** 2)
+    std = torch.sqrt(rg.var(dim=1, unbiased=False) + yb.var(dim=1, unbiased=False) + eps)
+    mean = torch.sqrt(rg.mean(dim=1) ** 2 + yb.mean(dim=1) ** 2 + eps)
     return std + 0.3 * mean
 
 

@@ -3,6 +3,7 @@
 from torch import nn
 
 from .autoencoder import EncoderDecoder, FusionEncoderDecoder
+from .output import TEMPERATURE
 from .registry import Registry
 from .timm_unet import TimmUNet
 from .unet import UNetGenerator
@@ -23,13 +24,22 @@ def unet(
     norm: str = "batch",
     dropout: bool = True,
     attention: bool = False,
+    num_bins: int = 0,
+    temperature: float = TEMPERATURE,
 ) -> nn.Module:
     """pix2pix U-Net of any width and depth (7 halvings suit 128 px training from scratch).
 
     ``attention``: SAGAN self-attention in the decoder at 1/8 of the input size.
+    ``num_bins``: classify over that many ab bins (``specialists.output``; set by training).
     """
     return UNetGenerator(
-        ngf=ngf, num_downs=num_downs, norm=norm, dropout=dropout, attention=attention
+        ngf=ngf,
+        num_downs=num_downs,
+        norm=norm,
+        dropout=dropout,
+        attention=attention,
+        num_bins=num_bins,
+        temperature=temperature,
     )
 
 
@@ -44,15 +54,33 @@ def unet_rgb(
 
 
 @GENERATORS.register
-def unet_effnet_lite0(pretrained: bool = True, attention: bool = False) -> nn.Module:
-    """U-Net on an ImageNet EfficientNet-Lite0 encoder: the default specialist."""
-    return TimmUNet("tf_efficientnet_lite0", pretrained=pretrained, attention=attention)
+def unet_effnet_lite0(
+    pretrained: bool = True,
+    attention: bool = False,
+    num_bins: int = 0,
+    temperature: float = TEMPERATURE,
+) -> nn.Module:
+    """U-Net on an ImageNet EfficientNet-Lite0 encoder: the default specialist.
+
+    ``num_bins``: classify over that many ab bins (``specialists.output``; set by training).
+    """
+    return TimmUNet(
+        "tf_efficientnet_lite0",
+        pretrained=pretrained,
+        attention=attention,
+        num_bins=num_bins,
+        temperature=temperature,
+    )
 
 
 @GENERATORS.register
-def unet_mobilenetv2(pretrained: bool = True) -> nn.Module:
-    """U-Net on an ImageNet MobileNetV2 encoder."""
-    return TimmUNet("mobilenetv2_100", pretrained=pretrained)
+def unet_mobilenetv2(
+    pretrained: bool = True, num_bins: int = 0, temperature: float = TEMPERATURE
+) -> nn.Module:
+    """U-Net on an ImageNet MobileNetV2 encoder (``num_bins``: as ``unet_effnet_lite0``)."""
+    return TimmUNet(
+        "mobilenetv2_100", pretrained=pretrained, num_bins=num_bins, temperature=temperature
+    )
 
 
 @GENERATORS.register

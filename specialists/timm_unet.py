@@ -12,6 +12,7 @@ from torch import nn
 from .attention import SelfAttention2d
 from .backbones import create_backbone, register_input_norm
 from .init import init_normal_
+from .output import TEMPERATURE, attach_output
 
 
 def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -44,6 +45,8 @@ class TimmUNet(nn.Module):
     """timm encoder (strides 2..32) + U-Net decoder back to full resolution; ab out, tanh.
 
     ``attention`` adds self-attention after the decoder block at 1/8 of the input size.
+    ``num_bins`` > 0: one logit per ab bin instead (no tanh), from a 1x1 head as in Zhang et
+    al. (a 3x3 one to hundreds of channels at full size would cost more than the encoder).
     """
 
     def __init__(
@@ -51,8 +54,9 @@ class TimmUNet(nn.Module):
         encoder: str = "tf_efficientnet_lite0",
         pretrained: bool = True,
         decoder_channels: tuple[int, ...] = (192, 96, 64, 32, 24),
-        out_channels: int = 2,
         attention: bool = False,
+        num_bins: int = 0,
+        temperature: float = TEMPERATURE,
     ) -> None:
         super().__init__()
         self.encoder = create_backbone(encoder, pretrained=pretrained, features_only=True)
@@ -69,7 +73,9 @@ class TimmUNet(nn.Module):
             DecoderBlock(i, s, o, attention=attention and r == 8)
             for i, s, o, r in zip(ins, skip_ins, decoder_channels, reductions)
         )
-        self.head = nn.Conv2d(decoder_channels[-1], out_channels, 3, padding=1)
+        out_channels = attach_output(self, "ab", num_bins, temperature)
+        kernel = 1 if num_bins else 3
+        self.head = nn.Conv2d(decoder_channels[-1], out_channels, kernel, padding=kernel // 2)
         init_normal_(self, skip=self.encoder)
 
     def forward(self, lightness: torch.Tensor) -> torch.Tensor:
@@ -78,4 +84,5 @@ class TimmUNet(nn.Module):
         x = features[-1]
         for block, skip in zip(self.decoder, [*reversed(features[:-1]), lightness]):
             x = block(x, skip)
-        return torch.tanh(self.head(x))
+        out = self.head(x)
+        return out if self.output_space == "bins" else torch.tanh(out)

@@ -1,7 +1,8 @@
 """The pix2pix U-Net generator (Isola et al.), built recursively from the middle out.
 
 L (1 channel, normalised) in, ab (2 channels, tanh) out, or sRGB (3 channels) for the
-write-up's RGB baseline (``output_space="rgb"``, see ``specialists.output``). ``num_downs``
+write-up's RGB baseline (``output_space="rgb"``), or one logit per ab bin (``num_bins``, no
+tanh; see ``specialists.output``). ``num_downs``
 halvings: the input side must be a multiple of ``2 ** num_downs`` (``stride``).
 """
 
@@ -10,7 +11,7 @@ from torch import nn
 
 from .attention import SelfAttention2d
 from .init import init_normal_
-from .output import OUTPUT_CHANNELS
+from .output import TEMPERATURE, attach_output
 
 
 def norm_layer(kind: str, channels: int) -> nn.Module:
@@ -39,6 +40,7 @@ class UNetBlock(nn.Module):
         norm: str = "batch",
         dropout: bool = False,
         attention: bool = False,
+        tanh: bool = True,
     ) -> None:
         super().__init__()
         self.outermost = out_channels is not None
@@ -46,7 +48,7 @@ class UNetBlock(nn.Module):
         down = nn.Conv2d(in_channels, inner, 4, stride=2, padding=1, bias=norm != "batch")
         if self.outermost:
             up = nn.ConvTranspose2d(inner * 2, out_channels, 4, stride=2, padding=1)
-            layers = [down, submodule, nn.ReLU(True), up, nn.Tanh()]
+            layers = [down, submodule, nn.ReLU(True), up, *([nn.Tanh()] if tanh else [])]
         elif submodule is None:  # innermost
             up = nn.ConvTranspose2d(inner, outer, 4, stride=2, padding=1, bias=norm != "batch")
             layers = [nn.LeakyReLU(0.2, True), down, nn.ReLU(True), up, norm_layer(norm, outer)]
@@ -73,6 +75,7 @@ class UNetGenerator(nn.Module):
 
     ``attention`` puts SAGAN self-attention in the decoder at 1/8 of the input size (the
     ``ngf * 4`` level): coarse enough to be cheap, fine enough to relate image regions.
+    ``num_bins`` > 0 makes it a classifier over that many ab bins (``output_space`` "bins").
     """
 
     def __init__(
@@ -84,20 +87,23 @@ class UNetGenerator(nn.Module):
         dropout: bool = True,
         attention: bool = False,
         output_space: str = "ab",
+        num_bins: int = 0,
+        temperature: float = TEMPERATURE,
     ) -> None:
         super().__init__()
         if num_downs < 5:
             raise ValueError("num_downs must be at least 5")
         self.stride = 2**num_downs
-        self.output_space = output_space
         block = UNetBlock(ngf * 8, ngf * 8, norm=norm)
         for _ in range(num_downs - 5):
             block = UNetBlock(ngf * 8, ngf * 8, block, norm=norm, dropout=dropout)
         for mult in (4, 2, 1):
             sa = attention and mult == 4
             block = UNetBlock(ngf * mult, ngf * mult * 2, block, norm=norm, attention=sa)
-        out_channels = OUTPUT_CHANNELS[output_space]
-        self.model = UNetBlock(ngf, ngf, block, in_channels=in_channels, out_channels=out_channels)
+        out_channels = attach_output(self, output_space, num_bins, temperature)
+        self.model = UNetBlock(
+            ngf, ngf, block, in_channels=in_channels, out_channels=out_channels, tanh=not num_bins
+        )
         init_normal_(self)
 
     def forward(self, lightness: torch.Tensor) -> torch.Tensor:

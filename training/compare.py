@@ -1,15 +1,21 @@
-"""Train the write-up's systems and the proposed improvements side by side, then compare.
+"""Train the write-up's systems, the proposed improvements or the colour recipes side by
+side, then compare.
 
     python -m training.compare --data ../shared/data/colorize-v1 --domain portrait \\
         --size 128 --batch-size 16 --steps 1000 --warmup-steps 400 \\
         --runs runs/compare --out benchmarks/results/compare_systems
+    python -m training.compare --data ../shared/data/colorize-v2 --domain general \\
+        --systems l1gan,zhang,colourful --init-from weights/specialists/general.safetensors \\
+        --val-split holdout --steps 400 --batch-size 8 --runs runs/recipes --out OUT
 
 Every system is a generator and a discriminator from the registries (plus, for feature
 matching, one training setting); all get the same data, crops, image budget and loss, via
 ``training.train_specialist.train``, each in ``RUNS/<system>/``. Running the command again
 resumes unfinished systems and skips finished ones. Then each generator colours the same
-validation photos and ``OUT/`` gets ``results.json``, ``table.md`` and ``grid.png``
-(grey | each system | truth, one row per photo).
+photos of ``--val-split`` (``holdout`` for choosing a recipe: val is for reporting only) and
+``OUT/`` gets ``results.json``, ``table.md`` and ``grid.png`` (grey | each system | truth,
+one row per photo). The recipes (``l1gan``, ``zhang``, ``colourful``) differ only in the loss
+and the output, so ``--init-from`` a shipped specialist starts all three from it.
 """
 
 import argparse
@@ -27,7 +33,7 @@ import specialists
 from common.cli import HelpFormatter, UsageError, add_options, from_args, plain, run_command
 from common.files import atomic_write_json, atomic_write_text
 from specialists.checkpoint import CheckpointError, read_config
-from training.data import ColourPhotos, find_images, scan_images
+from training.data import ColourPhotos, evenly_spaced, find_images, scan_images
 from training.evaluate.quality import (
     colour_metrics,
     colourize_rgb,
@@ -37,6 +43,7 @@ from training.evaluate.quality import (
     markdown_table,
     save_comparison_grid,
 )
+from training.evaluate.realism import chroma_stats
 from training.specialist_config import TrainConfig
 from training.specialist_state import CHECKPOINT
 from training.train_specialist import train
@@ -82,14 +89,34 @@ SYSTEMS: dict[str, System] = {
     "effnet_unet": System(
         "unet_effnet_lite0", about="the project's default: U-Net on ImageNet EfficientNet-Lite0"
     ),
+    # the colour recipes (issue 12): the default specialist, three ways of training its colour
+    "l1gan": System("unet_effnet_lite0", about="recipe (a), today's: L1 x 100 + PatchGAN"),
+    "zhang": System(
+        "unet_effnet_lite0",
+        train={"output_space": "bins"},
+        about="recipe (b), Zhang et al. 2016: rebalanced cross-entropy over ab bins, "
+        "annealed mean (T 0.38), + PatchGAN",
+    ),
+    # 0.2: the shortfall's gradient on ab is about 4.5 times the L1 x 100 term's per unit of
+    # weight (the shipped general specialist on 16 v2 train crops: 0.62 vs 0.14), so 0.2
+    # pulls about as hard as the L1 term does
+    "colourful": System(
+        "unet_effnet_lite0",
+        train={"colourfulness_weight": 0.2},
+        about="recipe (c): (a) + 0.2 x colourfulness shortfall to the truth",
+    ),
 }
 
 TABLE_COLUMNS = {
     "system": "system",
     "psnr": "PSNR (dB)",
     "ssim": "SSIM",
+    "psnr_gray": "gray PSNR (dB)",
     "colourfulness": "colourfulness",
+    "colourfulness_true": "truth's",
     "colourfulness_gap": "gap to truth",
+    "brown_share": "brown share",
+    "brown_share_true": "truth's",
     "seconds_per_image": "s / image",
     "generator_parameters": "G params",
     "discriminator_parameters": "D params",
@@ -136,13 +163,29 @@ def train_speed(run: Path) -> float | None:
     return sum(speeds) / len(speeds) if speeds else None
 
 
-def validation_photos(data: str, domain: str | None, size: int, count: int) -> torch.Tensor:
-    """The first ``count`` usable validation photos, centre-cropped: the same for every system."""
-    paths = scan_images(find_images(data, "val", domain), progress=False).usable[:count]
+def validation_photos(
+    data: str, domain: str | None, size: int, count: int, split: str = "val"
+) -> torch.Tensor:
+    """``count`` usable photos of ``split`` spread over its sorted names (so over its source
+    tags), centre-cropped: the same for every system."""
+    usable = scan_images(find_images(data, split, domain), progress=False).usable
+    paths = evenly_spaced(usable, count)
     if not paths:
-        raise UsageError(f"{data}: no validation photos (domain {domain})")
+        raise UsageError(f"{data}: no {split} photos (domain {domain})")
     photos = ColourPhotos(paths, size, train=False)
     return torch.stack([photos[i] for i in range(len(photos))])
+
+
+def brown_shares(pred: torch.Tensor, truth: torch.Tensor) -> dict[str, float | None]:
+    """Mean per photo of the brown/orange share of visible chroma (``training.evaluate.realism``), of
+    ``pred`` and of ``truth``; photos with no visible chroma do not count."""
+
+    def mean(images: torch.Tensor) -> float | None:
+        values = [chroma_stats(image)["brown_share"] for image in images]
+        present = [v for v in values if v is not None]
+        return sum(present) / len(present) if present else None
+
+    return {"brown_share": mean(pred), "brown_share_true": mean(truth)}
 
 
 def _millions(count: int) -> str:
@@ -167,16 +210,24 @@ def compare(
     """Train every system, evaluate each on the same validation photos, write the report."""
     if not base.steps:
         raise UsageError("a comparison needs --steps: the same image budget for every system")
-    photos = validation_photos(base.data, base.domain, base.size, num_val)
+    photos = validation_photos(base.data, base.domain, base.size, num_val, base.val_split)
     picks = torch.linspace(0, len(photos) - 1, min(grid_photos, len(photos))).round().long()
     grid = {"grey": grey_rgb(photos[picks])}
     gray = colour_metrics(grey_rgb(photos), photos)
+    gray |= {"psnr_gray": gray["psnr"]} | brown_shares(grey_rgb(photos), photos)
     rows = [{"system": "grayscale input", "about": "a = b = 0: the baseline to beat"} | gray]
     for name, system in systems.items():
         run = train_system(name, system, base, runs)
         generator = specialists.load_generator(run / CHECKPOINT, base.device)
         disc = discriminators.load_discriminator(run / CHECKPOINT, base.device)
         metrics = evaluate_generator(generator, photos.to(base.device), base.batch_size)
+        pred = torch.cat(
+            [
+                colourize_rgb(generator, b.to(base.device)).cpu()
+                for b in photos.split(base.batch_size)
+            ]
+        )
+        metrics |= brown_shares(pred, photos)
         grid[name] = colourize_rgb(generator.eval(), photos[picks].to(base.device)).cpu()
         sizes = count_parameters(generator)
         rows.append(
@@ -235,6 +286,8 @@ SHARED = (
     "lr",
     "eval_every",
     "num_val",
+    "val_split",
+    "init_from",
     "device",
     "threads",
     "seed",
@@ -264,7 +317,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         helps={
             "domain": "the domain to train and evaluate on",
             "steps": "optimizer steps per system (the same image budget for every one)",
-            "num_val": "validation photos each system is scored on",
+            "num_val": "photos of --val-split each system is scored on (spread over the split)",
+            "init_from": "start every system from this specialist (its architecture; the "
+            "recipes: l1gan, zhang, colourful)",
         },
     )
     return parser.parse_args(argv)

@@ -1,5 +1,6 @@
-"""GAN losses: 'vanilla' (binary cross-entropy on logits, pix2pix) or 'lsgan' (least squares).
+"""A specialist's losses: adversarial, Zhang et al.'s rebalanced classification, colourfulness.
 
+GAN losses: 'vanilla' (binary cross-entropy on logits, pix2pix) or 'lsgan' (least squares).
 A discriminator returns patch logits: one tensor, or (multi-scale) a list with one tensor
 per image scale; the losses take the mean over scales, so a loss weight means the same
 whichever discriminator is used.
@@ -10,6 +11,10 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from specialists.metrics import colourfulness
+from specialists.output import AbBins
+from training.colour_bins import soft_encode
 
 Logits = torch.Tensor | Sequence[torch.Tensor]
 
@@ -52,3 +57,28 @@ def matched_features(
         for fakes, reals in zip(fake_features, real_features)
     ]
     return [fakes[-1] for fakes in fake_features], torch.stack(per_scale).mean()
+
+
+def rebalanced_cross_entropy(logits: torch.Tensor, ab: torch.Tensor, bins: AbBins) -> torch.Tensor:
+    """Zhang et al.'s loss: cross-entropy of the bin ``logits`` (B, Q, H, W) against the soft
+    encoding of the true normalised ``ab`` (5 nearest bins), each pixel weighted by the
+    rebalancing weight of its true colour's nearest bin; mean over pixels."""
+    index, target = soft_encode(ab, bins.centres)
+    log_p = F.log_softmax(logits.float(), dim=1).gather(1, index)
+    per_pixel = -(target * log_p).sum(dim=1)
+    return (bins.weights[index[:, 0]] * per_pixel).mean()
+
+
+def colourfulness_shortfall(pred_rgb: torch.Tensor, true_rgb: torch.Tensor) -> torch.Tensor:
+    """Mean over images of relu(C(true) - C(pred)), C the Hasler-Suesstrunk colourfulness
+    (0..255 scale): zero once a colouring is at least as colourful as the truth.
+
+    Hasler-Suesstrunk rather than the mean ab chroma: it is the measure every report and the
+    issue's target use, and its spread term (std of the opponent channels) rewards several
+    hues in a photo, where mean chroma could be met by saturating the one brown guess that
+    an L1 model already makes. Only a shortfall is penalised, so a photo the model colours
+    as vividly as the truth gets no push towards garish.
+    """
+    with torch.no_grad():
+        target = colourfulness(true_rgb)
+    return F.relu(target - colourfulness(pred_rgb, eps=1e-6)).mean()

@@ -31,6 +31,8 @@ SPECIALIST_COLUMNS = (
     "lr",
     "images_per_s",
     "loss_l1",
+    "loss_cls",
+    "loss_g_colour",
     "loss_g_gan",
     "loss_g_fm",
     "loss_d",
@@ -55,7 +57,11 @@ class Panel:
 
 
 SPECIALIST_PANELS = (
-    Panel("training losses", ("loss_l1", "loss_g_gan", "loss_g_fm", "loss_d"), log_scale=True),
+    Panel(
+        "training losses",
+        ("loss_l1", "loss_cls", "loss_g_colour", "loss_g_gan", "loss_g_fm", "loss_d"),
+        log_scale=True,
+    ),
     Panel(
         "validation PSNR",
         ("val_psnr", "val_psnr_gray"),

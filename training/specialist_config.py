@@ -9,6 +9,9 @@ from dataclasses import dataclass
 import discriminators
 import specialists
 from common.cli import option
+from common.splits import HOLDOUT
+from specialists.output import TEMPERATURE
+from training.colour_bins import PRIOR_PHOTOS
 
 
 @dataclass
@@ -66,7 +69,25 @@ class TrainConfig:
     lr_decay_from: float = option(
         0.5, help="fraction of the run after which the learning rate decays linearly to 0"
     )
+    output_space: str = option(
+        "ab",
+        choices=("ab", "bins"),
+        help="what the generator predicts: ab (L1 loss) or bins, Zhang et al.'s classes over "
+        "ab quantised by 10, fitted on the training photos (rebalanced cross-entropy instead "
+        "of L1, annealed-mean decoding); with --init-from, every weight but the head is kept",
+    )
+    bins_temperature: float = option(
+        TEMPERATURE, help="bins: the annealed mean's softmax temperature (1: mean, ->0: mode)"
+    )
+    bins_photos: int = option(
+        PRIOR_PHOTOS, help="bins: training photos whose 64 px crops give the bins and the prior"
+    )
     l1_weight: float = option(100.0, help="weight of the L1 distance to the true colours")
+    colourfulness_weight: float = option(
+        0.0,
+        help="weight of relu(colourfulness(truth) - colourfulness(colouring)) per photo "
+        "(Hasler-Suesstrunk, 0..255 scale; 0: off)",
+    )
     gan_weight: float = option(1.0, help="weight of the adversarial loss")
     feature_matching: float = option(
         0.0,
@@ -90,6 +111,11 @@ class TrainConfig:
     eval_every: int = option(500, help="steps between validations and sample grids")
     checkpoint_every: int = option(200, help="steps between checkpoints")
     num_val: int = option(200, help="validation photos per evaluation")
+    val_split: str = option(
+        "val",
+        choices=("val", HOLDOUT),
+        help="the split the run validates on (holdout where val is kept for reporting only)",
+    )
     num_samples: int = option(8, help="photos in each sample grid (train and val)")
     stop_at: int | None = option(None, help="stop (with a checkpoint) at this step; resume later")
     progress: bool = option(True, help="no progress bar")
@@ -98,7 +124,11 @@ class TrainConfig:
 # What a resumed run must share with the run it continues: the model and the data it sees
 # (the rest, such as --steps or --lr, may change between reruns).
 ARCHITECTURE = ("arch", "arch_args", "disc", "disc_args", "spectral_norm")
-RESUME_FIELDS = (*ARCHITECTURE, "init_from", "size", "domain", "seed", "batch_size")
+RESUME_FIELDS = (
+    *ARCHITECTURE,
+    *("output_space", "bins_temperature", "bins_photos"),
+    *("init_from", "size", "domain", "seed", "batch_size"),
+)
 
 
 def lr_at(config: TrainConfig, step: int, total: int) -> float:

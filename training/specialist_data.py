@@ -45,7 +45,7 @@ def load_data(config: TrainConfig) -> tuple[ColourPhotos, ColourPhotos, dict]:
     """(train, val, what the checkpoint records about them); refuses data it cannot train on."""
     folder = domain_folder(config.data, config.domain)
     train_paths = find_images(config.data, "train", folder)
-    val_paths = find_images(config.data, "val", folder)
+    val_paths = find_images(config.data, config.val_split, folder)
     if not train_paths:
         where = f"{config.data} (domain {config.domain})" if config.domain else config.data
         raise UsageError(f"{where}: no training images found; {LAYOUTS}")
@@ -57,7 +57,7 @@ def load_data(config: TrainConfig) -> tuple[ColourPhotos, ColourPhotos, dict]:
             f"({config.batch_size}) colour photos to train"
         )
     print(f"train: {train_scan.summary()}", flush=True)
-    print(f"val: {val_scan.summary()}", flush=True)
+    print(f"{config.val_split}: {val_scan.summary()}", flush=True)
     if not val_scan.usable:
         print(f"warning: {no_validation(config.data, len(train_paths))}", flush=True)
     info = {

@@ -2,6 +2,7 @@
 specialist, or restored exactly from the run's checkpoint (the one resume rule applied)."""
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,10 +21,13 @@ from specialists.checkpoint import (
     save_checkpoint,
     with_prefix,
 )
+from specialists.output import output_space
+from training.colour_bins import ColourBins, bins_from_photos
 from training.optim_state import optimizer_from_tensors, optimizer_to_tensors
 from training.specialist_config import ARCHITECTURE, RESUME_FIELDS, TrainConfig
 
 CHECKPOINT = "checkpoint.safetensors"
+OUTPUT_ARGS = ("num_bins", "temperature")  # set from --output-space, not the architecture
 
 
 def resume_settings(path: Path, config: TrainConfig) -> dict | None:
@@ -42,19 +46,75 @@ def resume_settings(path: Path, config: TrainConfig) -> dict | None:
     return saved
 
 
-def build_models(config: TrainConfig) -> tuple[nn.Module, nn.Module]:
-    """Fresh generator (ImageNet encoder where it has one) and discriminator, or, with
-    ``init_from``, both rebuilt from a trained specialist to fine-tune (architecture included)."""
+def build_models(
+    config: TrainConfig, photos: Sequence[Path] = ()
+) -> tuple[nn.Module, nn.Module, dict]:
+    """(generator, discriminator, what to record about the bins): fresh (ImageNet encoder
+    where it has one), or, with ``init_from``, rebuilt from a trained specialist to fine-tune
+    (architecture included). A start whose output space is not ``config.output_space`` gives
+    a new generator every fitting weight of it (bins are fitted on ``photos``)."""
     if config.init_from:
-        return warm_start(config)
+        start, discriminator = warm_start(config)
+        if (output_space(start) == "bins") == (config.output_space == "bins"):
+            return start, discriminator, {}
+    else:
+        start = None
+        discriminator = discriminators.create_model(
+            config.disc, **{"spectral_norm": config.spectral_norm, **config.disc_args}
+        )
     kwargs = dict(config.arch_args)
     if specialists.GENERATORS.accepts(config.arch, "pretrained"):
-        kwargs["pretrained"] = config.pretrained
+        kwargs["pretrained"] = config.pretrained and start is None  # a start brings its own
+    bins = fit_bins_for(config, photos) if config.output_space == "bins" else None
+    if bins is not None:
+        kwargs |= {"num_bins": len(bins.centres), "temperature": config.bins_temperature}
     generator = specialists.create_model(config.arch, **kwargs)
-    discriminator = discriminators.create_model(
-        config.disc, **{"spectral_norm": config.spectral_norm, **config.disc_args}
+    if bins is not None:
+        generator.bins.centres.copy_(bins.centres)
+        generator.bins.weights.copy_(bins.weights)
+    if start is not None:
+        skipped, fresh = load_matching(generator, start.state_dict())
+        print(
+            f"--init-from {config.init_from}: every weight kept"
+            + (f" but {', '.join(skipped)}" if skipped else "")
+            + (f"; new: {', '.join(fresh)}" if fresh else ""),
+            flush=True,
+        )
+    return generator, discriminator, {} if bins is None else {"colour_bins": bins.describe()}
+
+
+def fit_bins_for(config: TrainConfig, photos: Sequence[Path]) -> ColourBins:
+    """The ab bins and weights of ``config``'s run, from its training ``photos``."""
+    able = [n for n in specialists.list_models() if specialists.GENERATORS.accepts(n, "num_bins")]
+    if config.arch not in able:
+        raise UsageError(
+            f"--output-space bins: {config.arch} cannot predict bins; use one of {', '.join(able)}"
+        )
+    bins = bins_from_photos(photos, config.bins_photos, config.progress)
+    low, high = bins.describe()["weight_range"]
+    print(
+        f"colour bins: {len(bins.centres)} ab bins hold the pixels of {bins.photos} training "
+        f"crops; rebalancing weights {low:.2f} to {high:.2f}",
+        flush=True,
     )
-    return generator, discriminator
+    return bins
+
+
+def load_matching(
+    model: nn.Module, state: Mapping[str, torch.Tensor]
+) -> tuple[list[str], list[str]]:
+    """Load the tensors of ``state`` that ``model`` has with the same shape. Returns (what of
+    ``state`` was left out, as ``name [its shape] -> [the model's]``: the output head; the
+    model's tensors that ``state`` lacks: a bin model's bins, set from data)."""
+    own = model.state_dict()
+    fits = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(fits, strict=False)
+    skipped = [
+        f"{k} {list(v.shape)} -> {list(own[k].shape)}" if k in own else f"{k} (not in the model)"
+        for k, v in state.items()
+        if k not in fits
+    ]
+    return skipped, [k for k in own if k not in state]
 
 
 def warm_start(config: TrainConfig) -> tuple[nn.Module, nn.Module]:
@@ -70,7 +130,8 @@ def warm_start(config: TrainConfig) -> tuple[nn.Module, nn.Module]:
         raise UsageError(f"--init-from {config.init_from}: cannot start from it ({exc})") from exc
     g_spec, d_spec = generator.spec, discriminator.spec
     config.arch, config.disc = g_spec["name"], d_spec["name"]
-    config.arch_args = {k: v for k, v in g_spec["kwargs"].items() if k != "pretrained"}
+    ignored = ("pretrained", *OUTPUT_ARGS)
+    config.arch_args = {k: v for k, v in g_spec["kwargs"].items() if k not in ignored}
     d_args = dict(d_spec["kwargs"])
     config.spectral_norm = bool(d_args.pop("spectral_norm", config.spectral_norm))
     config.disc_args = d_args
@@ -91,17 +152,22 @@ class Nets:
             group["lr"] = lr
 
 
-def create_nets(config: TrainConfig, resume: bool, path: Path) -> tuple[Nets, int]:
-    """(networks, first step): fresh (or warm-started) at step 0, or, with ``resume``, the
-    checkpoint's networks, optimizer states and RNG state, exactly as they were saved."""
+def create_nets(
+    config: TrainConfig, resume: bool, path: Path, photos: Sequence[Path] = ()
+) -> tuple[Nets, int, dict]:
+    """(networks, first step, what to record about how they were made): fresh (or
+    warm-started) at step 0, or, with ``resume``, the checkpoint's networks, optimizer states
+    and RNG state, exactly as they were saved. ``photos``: the training photos bins fit on."""
+    made: dict = {}
     if resume:
         tensors, saved = load_checkpoint(path)
+        made = {k: v for k, v in saved.get("data", {}).items() if k == "colour_bins"}
         generator = build_from_checkpoint(tensors, saved, "generator", specialists.create_model)
         discriminator = build_from_checkpoint(
             tensors, saved, "discriminator", discriminators.create_model
         )
     else:
-        generator, discriminator = build_models(config)
+        generator, discriminator, made = build_models(config, photos)
     stride = getattr(generator, "stride", 1)
     if config.size % stride:
         raise UsageError(f"--size {config.size} must be a multiple of {config.arch}'s {stride}")
@@ -109,11 +175,11 @@ def create_nets(config: TrainConfig, resume: bool, path: Path) -> tuple[Nets, in
     opt_g = torch.optim.Adam(generator.parameters(), config.lr, betas=betas)
     opt_d = torch.optim.Adam(discriminator.parameters(), config.lr, betas=betas)
     if not resume:
-        return Nets(generator, discriminator, opt_g, opt_d), 0
+        return Nets(generator, discriminator, opt_g, opt_d), 0, made
     optimizer_from_tensors(opt_g, tensors, saved["optimizers"]["g"], "optimizer_g")
     optimizer_from_tensors(opt_d, tensors, saved["optimizers"]["d"], "optimizer_d")
     torch.set_rng_state(tensors["rng.torch"])
-    return Nets(generator, discriminator, opt_g, opt_d), saved["step"]
+    return Nets(generator, discriminator, opt_g, opt_d), saved["step"], made
 
 
 def save_run(path: Path, nets: Nets, config: TrainConfig, step: int, record: dict) -> None:

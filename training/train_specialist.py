@@ -1,4 +1,6 @@
-"""Train one domain's Pix2Pix specialist: L1 (x100) + conditional PatchGAN, resumable.
+"""Train one domain's Pix2Pix specialist: L1 (x100) + conditional PatchGAN, resumable;
+or Zhang et al.'s rebalanced classification over ab bins instead of L1 (``--output-space
+bins``), and a colourfulness term on top of either (``--colourfulness-weight``).
 
     python -m training.train_specialist --data DIR --domain portrait --out runs/portrait
 
@@ -32,12 +34,18 @@ from common.cli import (
     run_command,
 )
 from common.files import remove_stale_temps
-from common.lab import split_lab
+from common.lab import join_lab, split_lab
 from specialists.checkpoint import CheckpointError, read_config
 from specialists.cli import catalogue
-from specialists.output import to_ab
+from specialists.output import output_space, to_ab
 from training.distributed import Distributed, rank_batches
-from training.losses import gan_loss, halves, matched_features
+from training.losses import (
+    colourfulness_shortfall,
+    gan_loss,
+    halves,
+    matched_features,
+    rebalanced_cross_entropy,
+)
 from training.monitor import (
     SPECIALIST_COLUMNS,
     SPECIALIST_PANELS,
@@ -79,7 +87,8 @@ def train_step(
     generator, discriminator = nets.generator, nets.discriminator
     losses = {}
     l_norm, ab = split_lab(rgb)
-    fake = to_ab(generator, g_model(l_norm))  # RGB generators too
+    output = g_model(l_norm)
+    fake = to_ab(generator, output)  # RGB and bin generators too
     if adversarial:
         # real and fake in one forward: one set of batch statistics, one DDP pass
         set_requires_grad(discriminator, True)
@@ -95,7 +104,16 @@ def train_step(
         set_requires_grad(discriminator, False)
         losses["loss_d"] = loss_d.item()
     loss_l1 = F.l1_loss(fake, ab)
-    loss_g = config.l1_weight * loss_l1
+    if output_space(generator) == "bins":  # the classification replaces the L1 term
+        loss_cls = rebalanced_cross_entropy(output, ab, generator.bins)
+        loss_g = loss_cls
+        losses["loss_cls"] = loss_cls.item()
+    else:
+        loss_g = config.l1_weight * loss_l1
+    if config.colourfulness_weight:
+        shortfall = colourfulness_shortfall(join_lab(l_norm, fake), join_lab(l_norm, ab))
+        loss_g = loss_g + config.colourfulness_weight * shortfall
+        losses["loss_g_colour"] = shortfall.item()
     if adversarial:
         # the frozen D needs no gradient sync: call the bare module
         if config.feature_matching:
@@ -134,7 +152,8 @@ def train(config: TrainConfig) -> dict:
     total = config.steps or max(1, math.ceil(config.epochs * batches_per_epoch))
     stop = min(total, config.stop_at) if config.stop_at else total
 
-    nets, step = create_nets(config, resume, ckpt_path)
+    nets, step, made = create_nets(config, resume, ckpt_path, train_set.paths)
+    data_info |= made
     ddp.agree({"checkpoint steps": step, "numbers of training photos": len(train_set)})
     if resume and ddp.main:
         print(f"resuming from {ckpt_path} at step {step} of {total}", flush=True)
@@ -243,7 +262,9 @@ def train(config: TrainConfig) -> dict:
 DESCRIPTION = """\
 Train (or resume) one domain's colorization specialist: a generator that predicts a photo's
 colours (Lab a, b) from its lightness L, trained with L1 x --l1-weight plus a conditional
-PatchGAN discriminator (pix2pix) after --warmup-steps L1-only steps.
+PatchGAN discriminator (pix2pix) after --warmup-steps L1-only steps. --output-space bins
+trains Zhang et al.'s classifier over quantised ab instead of the L1 regression;
+--colourfulness-weight adds a penalty for colouring less vividly than the truth.
 
 Data (--data): DIR/<domain>/*.jpg (a fixed 5% of each folder, chosen by file name, is held
 out for validation), DIR/train/<domain>/ + DIR/val/<domain>/ (like colorize-v1), or a plain
