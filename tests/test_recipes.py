@@ -14,8 +14,8 @@ from common.lab import denormalize_ab, join_lab, rgb_to_lab, split_lab
 from specialists.output import output_space, predict_ab, to_ab
 from training.colour_bins import CELLS, GRID, ab_histogram, fit_bins, soft_encode
 from training.compare import SYSTEMS, compare
-from training.ship.export import export_run
 from training.losses import colourfulness_shortfall, rebalanced_cross_entropy
+from training.ship.export import export_run
 from training.specialist_state import build_models
 from training.train_specialist import TrainConfig, UsageError, train
 

@@ -177,8 +177,8 @@ def validation_photos(
 
 
 def brown_shares(pred: torch.Tensor, truth: torch.Tensor) -> dict[str, float | None]:
-    """Mean per photo of the brown/orange share of visible chroma (``training.evaluate.realism``), of
-    ``pred`` and of ``truth``; photos with no visible chroma do not count."""
+    """Mean per photo of the brown/orange share of visible chroma, of ``pred`` and of
+    ``truth`` (``training.evaluate.realism``); photos with no visible chroma do not count."""
 
     def mean(images: torch.Tensor) -> float | None:
         values = [chroma_stats(image)["brown_share"] for image in images]
