@@ -9,10 +9,10 @@ from importlib import import_module
 from . import _threads  # noqa: F401  (first: OpenMP settings must precede torch)
 
 _HOMES = {
-    "FORCED": "serve.colorizer",
-    "JUDGE": "serve.colorizer",
-    "ROUTER": "serve.colorizer",
-    "ColorizeResult": "serve.colorizer",
+    "FORCED": "serve.result",
+    "JUDGE": "serve.result",
+    "ROUTER": "serve.result",
+    "ColorizeResult": "serve.result",
     "Colorizer": "serve.colorizer",
     "ImageReadError": "common.images",
     "Photo": "common.images",
@@ -22,7 +22,7 @@ _HOMES = {
     "WeightsError": "serve.weights",
     "default_weights_dir": "serve.weights",
     "locate_weights": "serve.weights",
-    "render": "serve.colorizer",
+    "render": "serve.result",
 }
 
 __all__ = sorted(_HOMES)

@@ -18,7 +18,8 @@ import streamlit as st
 from common.cli import choose_device
 from serve import app_logic as logic
 from serve.app_compare import comparison_html, frame_height, full_size_html
-from serve.colorizer import JUDGE, Colorizer
+from serve.colorizer import Colorizer
+from serve.result import JUDGE
 from serve.transfer import MAX_STRENGTH
 from serve.weights import ENV_VAR, WeightsError, default_weights_dir
 

@@ -29,7 +29,8 @@ from common.lab import lab_to_rgb
 from router import Neighbour
 from specialists.metrics import colourfulness, psnr
 
-from .colorizer import FORCED, JUDGE, Colorizer, ColorizeResult, render
+from .colorizer import Colorizer
+from .result import FORCED, JUDGE, ColorizeResult, render
 from .transfer import full_lightness
 
 # What the uploader offers; common.images decides what actually opens.

@@ -25,7 +25,8 @@ from .run_report import Report, Summary, os_reason, report_line
 from .signals import SIGNALS
 
 if TYPE_CHECKING:  # torch and the models load only once a command needs them
-    from .colorizer import Colorizer, ColorizeResult, Prediction
+    from .colorizer import Colorizer
+    from .result import ColorizeResult, Prediction
 
 BATCH_PIXELS = 4_000_000  # a batch stops growing here: big scans are coloured one at a time
 # Photos alive in the pipeline at once (decoding, waiting in a bucket, being joined and
@@ -128,7 +129,7 @@ def run(
     Outputs are written link-safely below ``out_dir``. On Ctrl-C or SIGTERM the outputs being
     written are finished and reported, and the summary says it was interrupted.
     """
-    from .colorizer import JUDGE
+    from .result import JUDGE
 
     summary = Summary()
 

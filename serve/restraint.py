@@ -15,12 +15,15 @@ still the gray photo and 1 the model's restrained colours.
 """
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from common.files import atomic_write_bytes
+
+from .weights import WeightsFolder
 
 RESTRAINT_FILE = "restraint.safetensors"
 FORMAT = "restraint-knn-v1"
@@ -108,3 +111,28 @@ def load_restraint(path: str | Path) -> Restraint:
         )
     except Exception as exc:  # OSError, ValueError, KeyError, safetensors' own error for a cut file
         raise ValueError(f"{path}: not a colour-restraint table ({exc})") from None
+
+
+def restraint_table(
+    weights: WeightsFolder, hashes: Mapping[str, str | None], notes: list[str]
+) -> Restraint | None:
+    """The folder's restraint table, or None (with a note) when it is absent, unreadable or
+    fitted on other weights (``hashes``: :func:`weights_fingerprints`): a stale table would
+    restrain the wrong photos."""
+    path = weights.root / RESTRAINT_FILE
+    if not path.is_file():
+        return None
+    try:
+        table = load_restraint(path)
+    except ValueError as exc:
+        notes.append(f"{exc}; colouring without per-photo restraint")
+        return None
+    fitted = (table.info or {}).get("checkpoints", {})
+    stale = [k for k, v in hashes.items() if fitted.get(k) != v]
+    if stale:
+        notes.append(
+            f"{path}: fitted on other weights for {stale}, so it is not used; "
+            "re-run python -m training.ship.fit_restraint"
+        )
+        return None
+    return table

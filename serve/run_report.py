@@ -21,7 +21,7 @@ from common.files import UnsafePathError, open_fresh
 from .inputs import Job
 
 if TYPE_CHECKING:
-    from .colorizer import ColorizeResult
+    from .result import ColorizeResult
 
 
 def os_reason(exc: OSError) -> str:

@@ -109,3 +109,15 @@ def locate_weights(folder: str | Path | None = None) -> WeightsFolder:
         sizes[domain] = int(config.get("size", 256))
     judge = root / JUDGE_FILE
     return WeightsFolder(root, router, specialists, sizes, judge if judge.is_file() else None)
+
+
+def weights_fingerprints(weights: WeightsFolder) -> dict[str, str | None]:
+    """Hashes of what the served colours depend on: router, specialists and judge (what a
+    judge calibration or a restraint table records, to tell when it is stale)."""
+    from discriminators.scoring import fingerprint  # torch: only when used
+
+    return {
+        "router": fingerprint(weights.router / "router.safetensors"),
+        **{domain: fingerprint(path) for domain, path in weights.specialists.items()},
+        "judge": fingerprint(weights.judge) if weights.judge is not None else None,
+    }

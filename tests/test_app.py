@@ -260,9 +260,8 @@ def test_a_restrained_photo_says_so(weights, tmp_path, monkeypatch):
     import shutil
 
     from common.images import from_pil
-    from serve.colorizer import weights_fingerprints
     from serve.restraint import RESTRAINT_FILE, Restraint, save_restraint
-    from serve.weights import locate_weights
+    from serve.weights import locate_weights, weights_fingerprints
 
     folder = tmp_path / "weights"
     shutil.copytree(weights, folder)

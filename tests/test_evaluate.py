@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 
 from serve import Colorizer, read_image
-from serve.colorizer import weights_fingerprints
 from serve.restraint import RESTRAINT_FILE, Restraint, save_restraint
-from serve.weights import locate_weights
+from serve.weights import locate_weights, weights_fingerprints
 from specialists.backbones import offline_weights_available
 from specialists.metrics import psnr
 from tests.conftest import make_split_folder

@@ -12,7 +12,8 @@ from tqdm import tqdm
 
 from common.images import Photo
 from router.evaluate import relative_name
-from serve.colorizer import JUDGE, Colorizer
+from serve.colorizer import Colorizer
+from serve.result import JUDGE
 from serve.transfer import rejoin
 from training.evaluate.agreement import agreement
 from training.evaluate.photos import Item, by_shape, decode

@@ -27,9 +27,9 @@ from tqdm import tqdm
 from common.cli import UsageError
 from common.images import ImageReadError, Photo, read_image
 from common.lab import join_lab, split_lab
-from serve.colorizer import Colorizer, weights_fingerprints
+from serve.colorizer import Colorizer
 from serve.restraint import DEFAULT_K, RESTRAINT_FILE, Restraint, save_restraint
-from serve.weights import WeightsError, locate_weights
+from serve.weights import WeightsError, locate_weights, weights_fingerprints
 from specialists.metrics import psnr
 from training.data import HOLDOUT, evenly_spaced, find_images, list_domains
 
