@@ -42,7 +42,9 @@ class AbBins(nn.Module):
         the expected centre, as normalised ab (B, 2, H, W); differentiable. T = 1 is the mean
         (brown, desaturated), T -> 0 the mode (vivid, patchy); 0.38 sits between."""
         p = torch.softmax(logits / self.temperature, dim=1)
-        return normalize_ab(torch.einsum("bqhw,qc->bchw", p, self.centres.to(p.dtype)))
+        # the expectation as a 1x1 convolution: faster than an einsum on a CPU
+        kernel = self.centres.to(p.dtype).t()[:, :, None, None]
+        return normalize_ab(nn.functional.conv2d(p, kernel))
 
 
 def attach_output(

@@ -15,6 +15,7 @@
 The centres and weights become the generator's ``AbBins`` buffers (``specialists.output``).
 """
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ NEIGHBOURS = 5
 LAMBDA = 0.5
 PRIOR_PHOTOS = 2000
 PRIOR_SIZE = 64
+TABLE_HALF = 128  # the soft-encoding table covers ab in [-128, 128): every sRGB colour
 
 
 @dataclass
@@ -105,22 +107,26 @@ def bins_from_photos(
     return fit_bins(counts, len(sample))
 
 
-@torch.no_grad()
-def soft_encode(
-    ab_norm: torch.Tensor, centres: torch.Tensor, chunk: int = 65536
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(indices, weights), each (B, NEIGHBOURS, H, W): every pixel's nearest bins, nearest
-    first, and their Gaussian weights (sigma ``SIGMA``), summing to 1."""
-    b, _, h, w = ab_norm.shape
-    flat = denormalize_ab(ab_norm).permute(0, 2, 3, 1).reshape(-1, 2).float()
-    centres = centres.to(flat)
-    k = min(NEIGHBOURS, len(centres))
-    nearest = [torch.cdist(part, centres).topk(k, largest=False) for part in flat.split(chunk)]
-    dist = torch.cat([d for d, _ in nearest])
-    index = torch.cat([i for _, i in nearest])
+@functools.lru_cache(maxsize=4)
+def _encoding_table(centres: bytes, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The soft encoding of every integer ab (-128..127 squared, a 256 x 256 table): each
+    entry's ``NEIGHBOURS`` nearest bins and their weights, computed once per set of bins."""
+    bins = torch.frombuffer(bytearray(centres), dtype=torch.float32).view(-1, 2)
+    axis = torch.arange(-TABLE_HALF, TABLE_HALF, dtype=torch.float32)
+    grid = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), dim=-1).view(-1, 2)
+    dist, index = torch.cdist(grid, bins).topk(min(NEIGHBOURS, len(bins)), largest=False)
     weight = torch.softmax(-(dist**2) / (2 * SIGMA**2), dim=1)
+    return index.to(device), weight.to(device)
 
-    def image(x: torch.Tensor) -> torch.Tensor:
-        return x.view(b, h, w, k).permute(0, 3, 1, 2)
 
-    return image(index), image(weight)
+@torch.no_grad()
+def soft_encode(ab_norm: torch.Tensor, centres: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(indices, weights), each (B, NEIGHBOURS, H, W): every pixel's nearest bins, nearest
+    first, and their Gaussian weights (sigma ``SIGMA``), summing to 1. The ab is rounded to
+    whole ab units and looked up in a table (``_encoding_table``): a per-pixel search of every
+    bin would cost a third of a training step."""
+    table = _encoding_table(centres.detach().float().cpu().numpy().tobytes(), str(ab_norm.device))
+    whole = denormalize_ab(ab_norm).round().long().clamp(-TABLE_HALF, TABLE_HALF - 1) + TABLE_HALF
+    cell = whole[:, 0] * (2 * TABLE_HALF) + whole[:, 1]  # (B, H, W)
+    index, weight = (part[cell].permute(0, 3, 1, 2) for part in table)
+    return index, weight
