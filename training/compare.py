@@ -318,6 +318,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "domain": "the domain to train and evaluate on",
             "steps": "optimizer steps per system (the same image budget for every one)",
             "num_val": "photos of --val-split each system is scored on (spread over the split)",
+            "val_split": "the split every system is scored on (and validates on while it "
+            "trains): holdout to choose between systems, val only to report",
             "init_from": "start every system from this specialist (its architecture; the "
             "recipes: l1gan, zhang, colourful)",
         },

@@ -99,7 +99,9 @@ class TrainConfig:
         choices=("vanilla", "lsgan"),
         help="adversarial loss: vanilla (cross-entropy, pix2pix) or lsgan (least squares)",
     )
-    warmup_steps: int = option(0, help="L1-only steps before the adversarial phase")
+    warmup_steps: int = option(
+        0, help="steps without the adversarial loss (L1 or bins alone) before it starts"
+    )
     freeze_encoder_steps: int = option(
         0, help="keep a pretrained encoder frozen for this many steps"
     )
