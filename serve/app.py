@@ -271,7 +271,7 @@ def main() -> None:
         st.caption(f"{len(base.domains)} specialists ({', '.join(base.domains)}) on {device}.")
         for warning in base.warnings:
             st.warning(warning)
-    colorizer = logic.with_settings(base, settings["size"], settings["threshold"])
+    colorizer = base.with_settings(settings["size"], settings["threshold"])
     max_bytes = int(st.get_option("server.maxUploadSize")) * logic.MB  # what the box says
     uploads = st.file_uploader(
         "Photos (JPEG, PNG, WebP, TIFF, BMP)",

@@ -345,22 +345,6 @@ class ResultCache:
             self._cards.popitem(last=False)
 
 
-def with_settings(colorizer: Colorizer, size: int, threshold: float) -> Colorizer:
-    """The same loaded models at another resolution or threshold (nothing is reloaded)."""
-    if size == colorizer.size and threshold == colorizer.threshold:
-        return colorizer
-    return Colorizer(
-        colorizer.router,
-        colorizer.generators,
-        colorizer.judge,
-        size=size,
-        threshold=threshold,
-        device=colorizer.device,
-        warnings=colorizer.warnings,
-        restraint=colorizer.restraint,
-    )
-
-
 # ---------------------------------------------------------------- what the card says
 
 

@@ -21,6 +21,7 @@ It knows nothing of files or command lines: the CLI (``serve.colorize``) and the
 drive it with decoded images.
 """
 
+import copy
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -32,10 +33,12 @@ import torch
 from PIL import Image
 from torch import nn
 
+from common.fold import fold_batchnorm
 from common.images import Photo, from_pil
 from discriminators.scoring import Judge, beliefs, load_calibration
 from specialists.output import predict_ab
 
+from .precision import CpuAutocast, generator_dtype
 from .restraint import Restraint, restraint_table
 from .result import (
     FORCED,
@@ -75,6 +78,7 @@ class Colorizer:
         device: str | torch.device = "cpu",
         warnings: Sequence[str] = (),
         restraint: Restraint | None = None,
+        precision: str = "auto",
     ) -> None:
         unserved = [d for d in router.domains if d not in generators]
         if unserved:
@@ -84,21 +88,41 @@ class Colorizer:
         if size < 1:
             raise ValueError(f"model size must be positive, got {size}")
         self.router = router
-        # channels-last convolutions run 15-40% faster on CPU (oneDNN); measured in benchmarks/
-        fast = {"memory_format": torch.channels_last}
-        self.generators = {name: g.to(device, **fast).eval() for name, g in generators.items()}
-        for disc in judge.discriminators.values() if judge is not None else ():
-            disc.to(device, **fast).eval()
+        self.device = torch.device(device)
+        self.stride = math.lcm(*(int(getattr(g, "stride", 1)) for g in generators.values()))
+        # Served copies: batch norms folded into their convolutions (common.fold) and
+        # channels-last layout (oneDNN's fast path on the CPU); the caller's models are untouched.
+        self.dtype = generator_dtype(precision, self.device)
+        self.generators = {name: self._served(g, self.dtype) for name, g in generators.items()}
+        if judge is not None:
+            judge = copy.copy(judge)
+            judge.discriminators = {
+                name: self._served(d, torch.float32) for name, d in judge.discriminators.items()
+            }
         self.judge = judge
         self.size = int(size)
         self.threshold = float(router.threshold if threshold is None else threshold)
-        self.device = torch.device(device)
-        self.stride = math.lcm(*(int(getattr(g, "stride", 1)) for g in self.generators.values()))
         self.warnings = list(warnings)  # for the caller to show (uncalibrated judge ...)
         self.restraint = restraint  # per-photo colour strength (serve.restraint); None: 1.0
         # Denormal floats make CPU convolutions many times slower; flushing them to zero
         # changes no visible colour. (Process-wide, and a no-op where unsupported.)
         torch.set_flush_denormal(True)
+
+    def with_settings(self, size: int, threshold: float) -> "Colorizer":
+        """The same loaded models at another resolution or threshold (nothing is reloaded
+        or copied: the web page changes these per upload)."""
+        if size == self.size and threshold == self.threshold:
+            return self
+        if size < 1:
+            raise ValueError(f"model size must be positive, got {size}")
+        other = copy.copy(self)
+        other.size, other.threshold = int(size), float(threshold)
+        return other
+
+    def _served(self, model: nn.Module, dtype: torch.dtype) -> nn.Module:
+        model = model.module if isinstance(model, CpuAutocast) else model  # served already
+        served = fold_batchnorm(model).to(self.device, memory_format=torch.channels_last)
+        return served if dtype == torch.float32 else CpuAutocast(served, dtype)
 
     @property
     def domains(self) -> list[str]:
@@ -122,11 +146,13 @@ class Colorizer:
         size: int | None = None,
         threshold: float | None = None,
         restraint: bool = True,
+        precision: str = "auto",
     ) -> "Colorizer":
         """Load everything from a weights folder (default: the shipped ``weights/``).
 
         ``size`` defaults to the specialists' training resolution; ``restraint=False``
-        ignores the folder's per-photo colour restraint (every photo at full strength); raises
+        ignores the folder's per-photo colour restraint (every photo at full strength);
+        ``precision`` is the generators' float type on the CPU (``serve.precision``); raises
         :class:`~serve.weights.WeightsError` with how to fix it when anything is missing.
         """
         from discriminators import load_discriminator
@@ -175,7 +201,7 @@ class Colorizer:
         judge = Judge(discriminators, calibration, router_weight)
         size = size if size is not None else max(weights.sizes.values())
         table = restraint_table(weights, hashes, notes) if restraint else None
-        return cls(router, generators, judge, size, threshold, device, notes, table)
+        return cls(router, generators, judge, size, threshold, device, notes, table, precision)
 
     def colorize(
         self, image: Image.Image | Photo, domain: str | None = None, strength: float = 1.0
@@ -234,8 +260,9 @@ class Colorizer:
             for shape, members in groups.items()
         }
         out: list[Prediction | None] = [None] * len(photos)
-        # On a GPU the models run in float16 (tensor cores); on the CPU in float32, exactly
-        # as trained. The colour maths after the models is float32 either way.
+        # On a GPU the models run in float16 (tensor cores); on the CPU the generators run in
+        # self.dtype (serve.precision), router and judge in float32. The colour maths after
+        # the models is float32 either way.
         with torch.autocast("cuda", torch.float16, enabled=self.device.type == "cuda"):
             decisions: dict[int, Decision] = {}
             if domain is None and photos:

@@ -169,8 +169,8 @@ def test_result_cache_keeps_the_newest():
 
 def test_settings_reuse_the_loaded_models(colorizer, monkeypatch):
     monkeypatch.setattr(colorizer, "restraint", object())  # a loaded restraint table
-    same = logic.with_settings(colorizer, colorizer.size, colorizer.threshold)
-    other = logic.with_settings(colorizer, 96, 0.9)
+    same = colorizer.with_settings(colorizer.size, colorizer.threshold)
+    other = colorizer.with_settings(96, 0.9)
     assert same is colorizer
     assert other.size == 96 and other.threshold == 0.9
     assert other.router is colorizer.router and other.judge is colorizer.judge
