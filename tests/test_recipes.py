@@ -3,6 +3,7 @@ comparison that trains today's recipe and both alternatives side by side."""
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,16 +12,17 @@ from safetensors.torch import load_file
 
 import specialists
 from common.lab import denormalize_ab, join_lab, rgb_to_lab, split_lab
+from specialists.checkpoint import read_config
 from specialists.output import output_space, predict_ab, to_ab
 from training.colour_bins import CELLS, GRID, ab_histogram, fit_bins, soft_encode
-from training.compare import SYSTEMS, compare
+from training.compare import RECIPES, SYSTEMS, chosen_systems, compare
 from training.losses import colourfulness_shortfall, rebalanced_cross_entropy
 from training.ship.export import export_run
+from training.ship.model_cards import specialist_card
 from training.specialist_state import build_models
 from training.train_specialist import TrainConfig, UsageError, train
 
 TINY = {"arch": "unet", "arch_args": {"ngf": 8, "num_downs": 5}, "size": 32, "batch_size": 4}
-RECIPES = ("l1gan", "zhang", "colourful")
 
 
 def _config(data, out, **overrides) -> TrainConfig:
@@ -141,6 +143,9 @@ def test_a_bin_run_saves_exports_loads_and_resumes_exactly(photo_folder, tmp_pat
         torch.testing.assert_close(
             predict_ab(served, l_norm), predict_ab(run_model, l_norm), rtol=0, atol=0
         )
+    card = specialist_card(exported, None)  # the model card says what it is and how it learnt
+    assert "one logit per ab bin out" in card and "annealed mean at T 0.3" in card
+    assert "rebalanced cross-entropy" in card and "L1 x" not in card
 
 
 def test_a_changed_bin_setting_is_refused_on_resume(photo_folder, tmp_path):
@@ -239,3 +244,11 @@ def test_compare_trains_the_three_recipes_from_one_start_and_scores_holdout(phot
     assert all(s["val_split"] == "holdout" for s in settings.values())
     table = (report / "table.md").read_text()
     assert "brown share" in table and "gray PSNR" in table and "zhang" in table
+    # a bigger budget resumes the warm-started bin run (its architecture is the start's)
+    compare({"zhang": SYSTEMS["zhang"]}, replace(base, steps=3), tmp_path / "runs", report)
+    assert read_config(tmp_path / "runs" / "zhang" / "checkpoint.safetensors")["step"] == 3
+
+
+def test_the_recipes_run_only_when_named():
+    assert not set(RECIPES) & set(chosen_systems(None)) and "effnet_unet" in chosen_systems(None)
+    assert list(chosen_systems("l1gan, zhang,colourful")) == list(RECIPES)

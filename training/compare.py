@@ -107,6 +107,8 @@ SYSTEMS: dict[str, System] = {
     ),
 }
 
+RECIPES = ("l1gan", "zhang", "colourful")
+
 TABLE_COLUMNS = {
     "system": "system",
     "psnr": "PSNR (dB)",
@@ -305,7 +307,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, required=True, help="report folder")
     parser.add_argument(
         "--systems",
-        help=f"comma-separated subset of: {', '.join(SYSTEMS)} (default: all of them)",
+        help=f"comma-separated subset of: {', '.join(SYSTEMS)} (default: all but the "
+        f"recipes {', '.join(RECIPES)}, which want --init-from and --val-split holdout)",
     )
     parser.add_argument("--grid-photos", type=int, default=6, help="rows of the PNG grid")
     add_options(
@@ -327,16 +330,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run(args: argparse.Namespace) -> None:
-    """Train and compare the systems ``args`` names, with the settings it gives them all."""
-    names = [n.strip() for n in (args.systems or ",".join(SYSTEMS)).split(",") if n.strip()]
+def chosen_systems(text: str | None) -> dict[str, System]:
+    """The systems a ``--systems`` list names; none given: all but the recipes."""
+    default = ",".join(n for n in SYSTEMS if n not in RECIPES)
+    names = [n.strip() for n in (text or default).split(",") if n.strip()]
     unknown = [n for n in names if n not in SYSTEMS]
     if unknown or not names:
         raise UsageError(f"unknown systems {unknown}; known: {', '.join(SYSTEMS)}")
+    return {n: SYSTEMS[n] for n in names}
+
+
+def run(args: argparse.Namespace) -> None:
+    """Train and compare the systems ``args`` names, with the settings it gives them all."""
+    systems = chosen_systems(args.systems)
     if args.threads:
         torch.set_num_threads(args.threads)
     base = from_args(TrainConfig, args, out="")
-    systems = {n: SYSTEMS[n] for n in names}
     compare(systems, base, args.runs, args.out, args.num_val, args.grid_photos)
 
 

@@ -19,6 +19,7 @@ from common.files import atomic_write_text
 from discriminators import load_discriminator
 from router import RouterError, load_router
 from specialists.checkpoint import CheckpointError, read_config
+from specialists.output import TEMPERATURE
 
 CARD = "MODEL_CARD.md"
 DATA_TERMS = """\
@@ -107,22 +108,22 @@ This specialist saw `train/{domain}` only ({data.get("train_images", "?")} photo
 ## Architecture
 
 - Generator `{gen_spec["name"]}` {json.dumps(gen_spec["kwargs"])}: U-Net on an ImageNet-pretrained
-  EfficientNet-Lite0 encoder (offline weights), L in, Lab a/b out (tanh); {_params(generator)}
+  EfficientNet-Lite0 encoder (offline weights), L in, {_output(gen_spec)}; {_params(generator)}
   parameters.
 - Discriminator `{disc_spec["name"]}` {json.dumps(disc_spec["kwargs"])}: conditional 70x70
   PatchGAN on (L, a, b); {_params(disc)} parameters.
 
 ## Training
 
-`python -m training.train_specialist`, pix2pix recipe: L1 x {train.get("l1_weight")} +
-{train.get("gan_mode")} GAN x {train.get("gan_weight")}, Adam lr {train.get("lr")}
+`python -m training.train_specialist`, {_loss(train)}, Adam lr {train.get("lr")}
 (beta1 {train.get("beta1")}, beta2 {train.get("beta2")}), normal(0, 0.02) init of the new
 layers; {config.get("step")} steps of batch {train.get("batch_size")} at {config.get("size")} px
 random crops/flips, {_phases(config)}, learning rate decayed
 linearly from {train.get("lr_decay_from")} of the run; seed {train.get("seed")}. Hardware:
 {config.get("hardware")}; training time {_hours(config.get("training_seconds"))} (pauses
 between resumed sessions left out). Last in-training validation (first {train.get("num_val")}
-val photos, {config.get("size")} px crops): {_metrics_line(config.get("metrics", {}))}.
+{train.get("val_split", "val")} photos, {config.get("size")} px crops):
+{_metrics_line(config.get("metrics", {}))}.
 
 ## Serving
 
@@ -131,14 +132,40 @@ val photos, {config.get("size")} px crops): {_metrics_line(config.get("metrics",
 {_evaluation_section(evaluation, [f"specialist:{domain}", "fallback"])}"""
 
 
+def _output(gen_spec: dict) -> str:
+    """What the generator predicts: ab through a tanh, or logits over ab bins."""
+    kwargs = gen_spec["kwargs"]
+    if not kwargs.get("num_bins"):
+        return "Lab a/b out (tanh)"
+    return (
+        f"one logit per ab bin out ({kwargs['num_bins']} bins of 10 ab units, where the "
+        f"training photos have colour), decoded by the annealed mean at T "
+        f"{kwargs.get('temperature', TEMPERATURE)}"
+    )
+
+
+def _loss(train: dict) -> str:
+    """The training loss, as the run's settings give it."""
+    if train.get("output_space") == "bins":
+        recipe = "Zhang et al.'s rebalanced cross-entropy over the ab bins"
+    else:
+        recipe = f"pix2pix recipe: L1 x {train.get('l1_weight')}"
+    recipe += f" + {train.get('gan_mode')} GAN x {train.get('gan_weight')}"
+    if train.get("colourfulness_weight"):
+        recipe += f" + colourfulness shortfall x {train['colourfulness_weight']}"
+    return recipe
+
+
 def _phases(config: dict) -> str:
     """When the GAN loss was on, as the run's log recorded it (else as its final config says)."""
+    train = config.get("train", {})
+    alone = "cross-entropy only" if train.get("output_space") == "bins" else "L1 only"
     span = config.get("adversarial_steps")
     if span:
         return (
-            f"the GAN loss on from about step {span[0]} to {span[1]} (as logged), L1 only otherwise"
+            f"the GAN loss on from about step {span[0]} to {span[1]} (as logged), {alone} otherwise"
         )
-    return f"the first {config.get('train', {}).get('warmup_steps')} steps L1 only"
+    return f"the first {train.get('warmup_steps')} steps {alone}"
 
 
 def _metrics_line(metrics: dict) -> str:
