@@ -30,15 +30,17 @@ def _fold_pair(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> None:
     conv.bias = nn.Parameter(shifted.to(conv.weight.dtype), requires_grad=False)
 
 
-def fold_batchnorm(model: nn.Module) -> nn.Module:
-    """An eval-mode copy of ``model`` with every BatchNorm2d that directly follows a Conv2d
-    among its parent's children folded into that convolution; ``model`` is left as it was.
+def fold_batchnorm(model: nn.Module, inplace: bool = False) -> nn.Module:
+    """``model`` in eval mode with every BatchNorm2d that directly follows a Conv2d among its
+    parent's children folded into that convolution: a copy, or with ``inplace`` the model
+    itself (copying a timm model costs about 0.15 s of start-up; folded, it can no longer
+    be trained).
 
     It relies on the layout of timm's EfficientNet blocks, this project's U-Net decoders and
     PatchGAN: a convolution registered just before a norm feeds that norm and nothing else.
     Norms without running statistics, or with ``affine=False``, are left in place.
     """
-    folded = copy.deepcopy(model).eval()
+    folded = (model if inplace else copy.deepcopy(model)).eval()
     norms = (nn.BatchNorm2d, *_timm_norms())
     for parent in folded.modules():
         names = list(parent._modules)

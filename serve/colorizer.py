@@ -90,8 +90,8 @@ class Colorizer:
         self.router = router
         self.device = torch.device(device)
         self.stride = math.lcm(*(int(getattr(g, "stride", 1)) for g in generators.values()))
-        # Served copies: batch norms folded into their convolutions (common.fold) and
-        # channels-last layout (oneDNN's fast path on the CPU); the caller's models are untouched.
+        # The models are taken over, as served: on the device in eval mode, batch norms folded
+        # into their convolutions (common.fold) and channels-last (oneDNN's fast path).
         self.dtype = generator_dtype(precision, self.device)
         self.generators = {name: self._served(g, self.dtype) for name, g in generators.items()}
         if judge is not None:
@@ -121,7 +121,8 @@ class Colorizer:
 
     def _served(self, model: nn.Module, dtype: torch.dtype) -> nn.Module:
         model = model.module if isinstance(model, CpuAutocast) else model  # served already
-        served = fold_batchnorm(model).to(self.device, memory_format=torch.channels_last)
+        served = fold_batchnorm(model, inplace=True)
+        served.to(self.device, memory_format=torch.channels_last)
         return served if dtype == torch.float32 else CpuAutocast(served, dtype)
 
     @property

@@ -93,3 +93,13 @@ def test_training_mode_is_not_silently_folded_into_wrong_maths() -> None:
         assert torch.allclose(
             model.eval()(torch.ones(1, 3, 5, 5)), folded(torch.ones(1, 3, 5, 5)), atol=1e-5
         )
+
+
+def test_in_place_folding_returns_the_model_itself_with_the_same_output() -> None:
+    torch.manual_seed(0)
+    model = randomise_norms(discriminators.create_model("patchgan", ndf=8))
+    l_norm, ab_norm = torch.rand(1, 1, 64, 64) * 2 - 1, torch.rand(1, 2, 64, 64) * 2 - 1
+    with torch.no_grad():
+        want = model(l_norm, ab_norm)
+        assert fold_batchnorm(model, inplace=True) is model and norms(model) == 0
+        assert torch.allclose(model(l_norm, ab_norm), want, atol=1e-4, rtol=1e-4)
