@@ -15,7 +15,7 @@ from common.lab import denormalize_ab, join_lab, rgb_to_lab, split_lab
 from specialists.checkpoint import read_config
 from specialists.output import output_space, predict_ab, to_ab
 from training.colour_bins import CELLS, GRID, ab_histogram, fit_bins, soft_encode
-from training.compare import RECIPES, SYSTEMS, chosen_systems, compare
+from training.compare import RECIPES, SYSTEMS, chosen_systems, compare, parse_args
 from training.losses import colourfulness_shortfall, rebalanced_cross_entropy
 from training.ship.export import export_run
 from training.ship.model_cards import specialist_card
@@ -224,8 +224,12 @@ def test_compare_trains_the_three_recipes_from_one_start_and_scores_holdout(phot
     )
     systems = {name: SYSTEMS[name] for name in RECIPES}
     report = tmp_path / "report"
-    rows = compare(systems, base, tmp_path / "runs", report, num_val=10, grid_photos=2)
-    assert [r["system"] for r in rows] == ["grayscale input", *RECIPES]
+    rows = compare(
+        systems, base, tmp_path / "runs", report, num_val=10, grid_photos=2, temperatures=[1.0]
+    )
+    names = ["grayscale input", "l1gan", "zhang", "zhang T 1", "colourful"]
+    assert [r["system"] for r in rows] == names
+    assert rows[3]["psnr"] != rows[2]["psnr"]  # another decoding of the same model
     for row in rows:
         assert row["images"] == 3 if row["system"] != "grayscale input" else True
         assert row["psnr"] > 0 and row["brown_share_true"] is not None
@@ -252,3 +256,12 @@ def test_compare_trains_the_three_recipes_from_one_start_and_scores_holdout(phot
 def test_the_recipes_run_only_when_named():
     assert not set(RECIPES) & set(chosen_systems(None)) and "effnet_unet" in chosen_systems(None)
     assert list(chosen_systems("l1gan, zhang,colourful")) == list(RECIPES)
+
+
+def test_bin_temperatures_parse_and_bad_ones_are_refused(tmp_path, capsys):
+    argv = ["--data", str(tmp_path), "--out", str(tmp_path), "--steps", "1"]
+    assert parse_args([*argv, "--bins-temperatures", "0.2,0.6"]).bins_temperatures == (0.2, 0.6)
+    assert parse_args(argv).bins_temperatures == ()
+    with pytest.raises(SystemExit):
+        parse_args([*argv, "--bins-temperatures", "0,1"])
+    assert "temperatures must be positive" in capsys.readouterr().err

@@ -23,6 +23,7 @@ import csv
 import os
 import platform
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -33,6 +34,7 @@ import specialists
 from common.cli import HelpFormatter, UsageError, add_options, from_args, plain, run_command
 from common.files import atomic_write_json, atomic_write_text
 from specialists.checkpoint import CheckpointError, read_config
+from specialists.output import output_space
 from training.data import ColourPhotos, evenly_spaced, find_images, scan_images
 from training.evaluate.quality import (
     colour_metrics,
@@ -201,6 +203,36 @@ def describe_size(sizes: dict[str, int]) -> str:
     return f"{text} + {_millions(frozen)} frozen" if frozen else text
 
 
+def score(generator: torch.nn.Module, photos: torch.Tensor, base: TrainConfig) -> dict:
+    """Quality, speed and brown share of ``generator`` on ``photos``."""
+    metrics = evaluate_generator(generator, photos.to(base.device), base.batch_size)
+    pred = [
+        colourize_rgb(generator, b.to(base.device)).cpu() for b in photos.split(base.batch_size)
+    ]
+    return metrics | brown_shares(torch.cat(pred), photos)
+
+
+def other_temperatures(
+    name: str,
+    generator: torch.nn.Module,
+    photos: torch.Tensor,
+    base: TrainConfig,
+    temperatures: Sequence[float],
+) -> list[dict]:
+    """A bin system decoded at each of ``temperatures`` (no retraining: the annealed mean's
+    temperature only changes the decoding), one row each; nothing for other systems."""
+    if output_space(generator) != "bins":
+        return []
+    trained, rows = generator.bins.temperature, []
+    for temperature in temperatures:
+        generator.bins.temperature = temperature
+        about = f"{name} decoded at T {temperature:g} instead of {trained:g} (not retrained)"
+        rows.append({"system": f"{name} T {temperature:g}", "about": about})
+        rows[-1] |= score(generator, photos, base)
+    generator.bins.temperature = trained
+    return rows
+
+
 def compare(
     systems: dict[str, System],
     base: TrainConfig,
@@ -208,8 +240,10 @@ def compare(
     out: Path,
     num_val: int = 200,
     grid_photos: int = 6,
+    temperatures: Sequence[float] = (),
 ) -> list[dict]:
-    """Train every system, evaluate each on the same validation photos, write the report."""
+    """Train every system, evaluate each on the same validation photos, write the report;
+    bin systems are also scored decoded at each of ``temperatures``."""
     if not base.steps:
         raise UsageError("a comparison needs --steps: the same image budget for every system")
     photos = validation_photos(base.data, base.domain, base.size, num_val, base.val_split)
@@ -222,14 +256,7 @@ def compare(
         run = train_system(name, system, base, runs)
         generator = specialists.load_generator(run / CHECKPOINT, base.device)
         disc = discriminators.load_discriminator(run / CHECKPOINT, base.device)
-        metrics = evaluate_generator(generator, photos.to(base.device), base.batch_size)
-        pred = torch.cat(
-            [
-                colourize_rgb(generator, b.to(base.device)).cpu()
-                for b in photos.split(base.batch_size)
-            ]
-        )
-        metrics |= brown_shares(pred, photos)
+        metrics = score(generator, photos, base)
         grid[name] = colourize_rgb(generator.eval(), photos[picks].to(base.device)).cpu()
         sizes = count_parameters(generator)
         rows.append(
@@ -248,6 +275,7 @@ def compare(
             | metrics
         )
         print(f"{name}: PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.3f}", flush=True)
+        rows += other_temperatures(name, generator, photos, base, temperatures)
     grid["truth"] = photos[picks]
     own = {"out", "arch", "arch_args", "disc", "disc_args"}
     own |= {key for system in systems.values() for key in system.train}
@@ -297,6 +325,17 @@ SHARED = (
 )
 
 
+def temperature_list(text: str) -> tuple[float, ...]:
+    """``0.2,0.6`` -> (0.2, 0.6): positive temperatures."""
+    try:
+        values = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers like 0.2,0.6, got {text!r}") from None
+    if not values or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"temperatures must be positive, got {text!r}")
+    return values
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m training.compare",
@@ -311,6 +350,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         f"recipes {', '.join(RECIPES)}, which want --init-from and --val-split holdout)",
     )
     parser.add_argument("--grid-photos", type=int, default=6, help="rows of the PNG grid")
+    parser.add_argument(
+        "--bins-temperatures",
+        type=temperature_list,
+        default=(),
+        metavar="T,T,...",
+        help="also score every bin system (zhang) decoded at these annealed-mean temperatures "
+        "(a decoding setting: no retraining), one row each",
+    )
     add_options(
         parser,
         TrainConfig,
@@ -346,7 +393,9 @@ def run(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     base = from_args(TrainConfig, args, out="")
-    compare(systems, base, args.runs, args.out, args.num_val, args.grid_photos)
+    compare(
+        systems, base, args.runs, args.out, args.num_val, args.grid_photos, args.bins_temperatures
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
