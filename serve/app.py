@@ -6,7 +6,7 @@ A thin page over the same :class:`~serve.colorizer.Colorizer` the command line u
 models load once per weights folder (``st.cache_resource``); each upload is coloured once
 per setting and kept in the browser session, so moving a control or clicking a download
 re-runs this script without re-uploading or reloading anything. All decisions live in
-``serve.app_logic``; this file only lays them out.
+``serve.app_logic`` and ``serve.app_explain``; this file only lays them out.
 """
 
 import functools
@@ -16,6 +16,7 @@ from pathlib import Path
 import streamlit as st
 
 from common.cli import choose_device
+from serve import app_explain as explain
 from serve import app_logic as logic
 from serve.app_compare import comparison_html, frame_height, full_size_html
 from serve.colorizer import Colorizer
@@ -37,7 +38,7 @@ def load_colorizer(folder: str, device: str) -> Colorizer:
 
 @st.cache_data(show_spinner=False, max_entries=512)
 def neighbour_thumbnail(path: str) -> object:
-    return logic.thumbnail(Path(path))
+    return explain.thumbnail(Path(path))
 
 
 def show_frame(html: str, height: int) -> None:
@@ -101,9 +102,9 @@ def sidebar_controls(base: Colorizer) -> dict:
     )
     data_root = st.text_input(
         "Training photos folder",
-        value=logic.default_data_root(base),
+        value=explain.default_data_root(base),
         key="data_root",
-        help=f"Where the router's training photos are (${logic.DATA_ENV}): the nearest ones "
+        help=f"Where the router's training photos are (${explain.DATA_ENV}): the nearest ones "
         "are then shown under each photo to explain its domain. Empty: not shown.",
     )
     return {
@@ -142,7 +143,7 @@ def show_full_size(card: logic.Card, strength: float) -> None:
     """The colourized photo at its own resolution, to pan around a big scan."""
     width, height = card.result.image.size
     st.caption(
-        f"{logic.md_escape(card.name)}: {width}×{height} px. Click the photo to switch "
+        f"{explain.md_escape(card.name)}: {width}×{height} px. Click the photo to switch "
         "between fitting the window and 100 %; at 100 % scroll or drag to look around."
     )
     show_frame(full_size_html(card.image(strength)), FULL_SIZE_HEIGHT + 8)
@@ -171,13 +172,13 @@ def show_neighbours(card: logic.Card, data_root: str) -> None:
     nothing (a list of file names explains no route)."""
     shown = [
         (n, thumb)
-        for n, path in logic.shown_neighbours(card.neighbours, data_root)
+        for n, path in explain.shown_neighbours(card.neighbours, data_root)
         if (thumb := neighbour_thumbnail(str(path))) is not None
     ]
     if not shown:
         return
     with st.expander(f"Why this domain: the {len(shown)} nearest training photos"):
-        for column, (n, thumb) in zip(st.columns(logic.NEIGHBOURS_SHOWN), shown):
+        for column, (n, thumb) in zip(st.columns(explain.NEIGHBOURS_SHOWN), shown):
             column.image(thumb, width="stretch")
             column.caption(f"{n.domain}, distance {n.distance:.2f}")
 
@@ -187,21 +188,21 @@ def show_details(
 ) -> None:
     result = card.result
     st.markdown(f"Domain: **{result.domain}**")
-    st.markdown(logic.route_summary(result, colorizer.threshold))
+    st.markdown(explain.route_summary(result, colorizer.threshold))
     if result.restraint < 1.0:
         st.caption(
             f"Colour restrained to {result.restraint:.0%} for this photo: photos like it were "
             "further from their true colours at full strength. The strength slider scales "
             "on top of it."
         )
-    for domain, p in logic.ranked(result.probs):
+    for domain, p in explain.ranked(result.probs):
         st.progress(min(max(p, 0.0), 1.0), text=f"{domain}: {p:.0%}")
     if result.strategy == JUDGE:
         st.markdown("Discriminator fallback, realism per specialist:")
         st.table(
             [
                 {"specialist": d, "score": round(s, 3), "chosen": "✓" if d == result.domain else ""}
-                for d, s in logic.ranked(result.scores)
+                for d, s in explain.ranked(result.scores)
             ]
         )
     if settings["demo"] and view.demo is not None:
@@ -209,7 +210,7 @@ def show_details(
     width, height = result.image.size
     notes = [*result.notes, f"{card.seconds:.1f} s at {result.model_size[0]}×"
              f"{result.model_size[1]} px"]  # fmt: skip
-    st.caption(" · ".join(logic.md_escape(n) for n in notes))
+    st.caption(" · ".join(explain.md_escape(n) for n in notes))
     strength = settings["strength"]
     st.download_button(
         f"Download PNG ({width}×{height})",
@@ -227,9 +228,9 @@ def show_details(
 def show_card(card: logic.Card, colorizer: Colorizer, settings: dict, key: str) -> float:
     """One upload's card; returns the colour strength chosen on it (1 for a failed one)."""
     with st.container(border=True):
-        st.subheader(logic.md_escape(card.name), anchor=False)
+        st.subheader(explain.md_escape(card.name), anchor=False)
         if not card.ok:
-            st.error(f"{logic.md_escape(card.name)}: {logic.md_escape(card.error or '')}")
+            st.error(f"{explain.md_escape(card.name)}: {explain.md_escape(card.error or '')}")
             return 1.0
         pictures, details = st.columns([3, 2], gap="medium")
         images = pictures.container()
@@ -303,14 +304,14 @@ def main() -> None:
             )
             cache.put(key, card)
             # one line per colouring in the server's log: what was computed, and when
-            print(f"colorizer-app: {logic.log_line(card)}", file=sys.stderr, flush=True)
+            print(f"colorizer-app: {explain.log_line(card)}", file=sys.stderr, flush=True)
         cards.append(card)
         strengths.append(show_card(card, colorizer, settings, f"{i}-{key[0][:12]}"))
     if progress is not None:
         progress.empty()
     with summary:
         left, right = st.columns([3, 1], vertical_alignment="center")
-        left.markdown(logic.summary(cards))
+        left.markdown(explain.summary(cards))
         if any(card.ok for card in cards):
             right.download_button(
                 "Download all (ZIP)",

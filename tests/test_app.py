@@ -12,6 +12,7 @@ from streamlit import config
 from streamlit.testing.v1 import AppTest, element_tree
 
 from serve import Colorizer
+from serve import app_explain as explain
 from serve import app_logic as logic
 from tests.serve_support import DOMAINS, colour_photo, grey_photo, make_weights, tiny_router
 
@@ -35,7 +36,7 @@ DOMAIN_LINE = re.compile(r"^Domain: \*\*(\w+)\*\*$")
 def app(weights, monkeypatch):
     """The page pointed at the test weights, with a fresh model cache."""
     monkeypatch.setenv("COLORIZER_WEIGHTS", str(weights))
-    monkeypatch.delenv(logic.DATA_ENV, raising=False)
+    monkeypatch.delenv(explain.DATA_ENV, raising=False)
     st.cache_resource.clear()
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()

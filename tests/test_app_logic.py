@@ -12,6 +12,7 @@ from PIL import Image
 from common.images import ImageReadError
 from router import Neighbour
 from serve import FORCED, JUDGE, ROUTER, Colorizer, ColorizeResult
+from serve import app_explain as explain
 from serve import app_logic as logic
 from serve.app_compare import comparison_html, frame_height, full_size_html
 from serve.app_launch import APP, streamlit_argv
@@ -57,7 +58,7 @@ def test_unique_names_rename_repeats_only():
 
 
 def test_markdown_in_names_is_shown_literally():
-    text = logic.md_escape("**x** [y](javascript:alert(1)) $z$ :red[w]\nnext")
+    text = explain.md_escape("**x** [y](javascript:alert(1)) $z$ :red[w]\nnext")
     assert "\n" not in text
     for char in "*[]()$:":
         assert f"\\{char}" in text
@@ -182,15 +183,15 @@ def test_route_summary_says_what_happened():
     result = ColorizeResult(
         Image.new("RGB", (2, 2)), "portrait", {"portrait": 0.8}, 0.8, ROUTER, {}
     )
-    summary = logic.route_summary(result, 0.5)
+    summary = explain.route_summary(result, 0.5)
     assert "Router sure" in summary and "**portrait**" in summary
     result.strategy, result.confidence = JUDGE, 0.3
-    assert "discriminators chose **portrait**" in logic.route_summary(result, 0.5)
+    assert "discriminators chose **portrait**" in explain.route_summary(result, 0.5)
     result.strategy = ROUTER  # a lone specialist is used even when the router is unsure
-    assert "only specialist" in logic.route_summary(result, 0.5)
+    assert "only specialist" in explain.route_summary(result, 0.5)
     result.strategy, result.confidence = FORCED, None
-    assert "chosen by you" in logic.route_summary(result, 0.5)
-    assert logic.ranked({"a": 0.2, "b": 0.7, "c": 0.1}) == [("b", 0.7), ("a", 0.2), ("c", 0.1)]
+    assert "chosen by you" in explain.route_summary(result, 0.5)
+    assert explain.ranked({"a": 0.2, "b": 0.7, "c": 0.1}) == [("b", 0.7), ("a", 0.2), ("c", 0.1)]
 
 
 def test_neighbour_files_stay_inside_the_data_root(tmp_path):
@@ -199,36 +200,36 @@ def test_neighbour_files_stay_inside_the_data_root(tmp_path):
     grey_photo(40, 40).save(root / "train" / "portrait" / "p.png")
     grey_photo(40, 40).save(tmp_path / "outside.png")
     here = Neighbour("train/portrait/p.png", "portrait", 0.1)
-    assert logic.neighbour_file(here, root) == (root / "train/portrait/p.png").resolve()
-    assert logic.neighbour_file(Neighbour("../outside.png", "general", 0.2), root) is None
-    assert logic.neighbour_file(Neighbour("train/missing.png", "general", 0.2), root) is None
-    assert logic.neighbour_file(here, "") is None
-    thumb = logic.thumbnail(logic.neighbour_file(here, root), side=16)
+    assert explain.neighbour_file(here, root) == (root / "train/portrait/p.png").resolve()
+    assert explain.neighbour_file(Neighbour("../outside.png", "general", 0.2), root) is None
+    assert explain.neighbour_file(Neighbour("train/missing.png", "general", 0.2), root) is None
+    assert explain.neighbour_file(here, "") is None
+    thumb = explain.thumbnail(explain.neighbour_file(here, root), side=16)
     assert thumb is not None and max(thumb.size) == 16
 
 
 def test_data_root_comes_from_the_env_or_the_router_when_it_exists(
     colorizer, monkeypatch, tmp_path
 ):
-    monkeypatch.delenv(logic.DATA_ENV, raising=False)
+    monkeypatch.delenv(explain.DATA_ENV, raising=False)
     index = colorizer.router.index
     monkeypatch.setattr(index, "data_root", "../shared/data/colorize-v1-not-here")
-    assert logic.default_data_root(colorizer) == ""  # after pip install: no such folder
+    assert explain.default_data_root(colorizer) == ""  # after pip install: no such folder
     monkeypatch.setattr(index, "data_root", str(tmp_path))
-    assert logic.default_data_root(colorizer) == str(tmp_path)
-    monkeypatch.setenv(logic.DATA_ENV, "/photos")
-    assert logic.default_data_root(colorizer) == "/photos"
+    assert explain.default_data_root(colorizer) == str(tmp_path)
+    monkeypatch.setenv(explain.DATA_ENV, "/photos")
+    assert explain.default_data_root(colorizer) == "/photos"
 
 
 def test_a_few_neighbours_are_shown_and_only_those_on_disk(tmp_path):
     near = [Neighbour(f"train/p/{i}.png", "portrait", i / 10) for i in range(10)]
-    assert logic.shown_neighbours(near, tmp_path) == []
+    assert explain.shown_neighbours(near, tmp_path) == []
     (tmp_path / "train" / "p").mkdir(parents=True)
     for i in (1, 2, 4, 5, 6, 8):
         grey_photo(300, 200).save(tmp_path / "train" / "p" / f"{i}.png")
-    shown = logic.shown_neighbours(near, tmp_path)
+    shown = explain.shown_neighbours(near, tmp_path)
     assert [n.path for n, _ in shown] == [f"train/p/{i}.png" for i in (1, 2, 4, 5)]
-    assert max(logic.thumbnail(shown[0][1]).size) == logic.THUMBNAIL_SIDE  # big enough
+    assert max(explain.thumbnail(shown[0][1]).size) == explain.THUMBNAIL_SIDE  # big enough
 
 
 def test_the_summary_counts_refusals_as_refusals(colorizer):
@@ -238,11 +239,11 @@ def test_the_summary_counts_refusals_as_refusals(colorizer):
         logic.colourize_upload(colorizer, "bad.png", b"junk", None, MB),
     ]
     assert [c.too_large for c in cards] == [False, True, False]
-    assert logic.summary(cards) == (
+    assert explain.summary(cards) == (
         "**1** of 3 photos colourized, **1** refused for size, **1** could not be read."
     )
-    assert logic.summary(cards[:1]) == "**1** of 1 photos colourized."
-    assert "coloured by" in logic.log_line(cards[0]) and "limit" in logic.log_line(cards[1])
+    assert explain.summary(cards[:1]) == "**1** of 1 photos colourized."
+    assert "coloured by" in explain.log_line(cards[0]) and "limit" in explain.log_line(cards[1])
 
 
 def test_strength_views_come_from_the_kept_colours(colorizer, monkeypatch):
