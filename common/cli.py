@@ -195,16 +195,17 @@ def choose_device(requested: str, local_rank: int = 0) -> Any:
 
 
 def run_command(body: Callable[[], object], errors: tuple[type[Exception], ...] = ()) -> int:
-    """A command's exit code: 0 when ``body`` returns; 2 and one ``error:`` line (no
-    traceback) for a usage error, one of ``errors`` or an unwritable file; 130 on Ctrl-C."""
+    """A command's exit code: 0 when ``body`` returns (or the int it returns, for a command
+    with other outcomes, such as a failed run); 2 and one ``error:`` line (no traceback) for
+    a usage error, one of ``errors`` or an unwritable file; 130 on Ctrl-C."""
     try:
-        body()
+        result = body()
     except (UsageError, OSError, *errors) as exc:
         print(f"error: {_reason(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    return 0
+    return result if isinstance(result, int) else 0
 
 
 def _reason(exc: Exception) -> str:

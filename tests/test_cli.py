@@ -95,6 +95,8 @@ def test_exit_codes(capsys):
         return body
 
     assert run_command(lambda: None) == 0
+    assert run_command(lambda: {"step": 3}) == 0  # a trainer's result is not an exit code
+    assert run_command(lambda: 1) == 1  # a command's own outcome, such as a failed run
     assert run_command(fails(UsageError("bad --size"))) == 2
     assert capsys.readouterr().err == "error: bad --size\n"
     assert run_command(fails(PermissionError(13, "Permission denied", "/out/x"))) == 2

@@ -255,12 +255,25 @@ def test_targets_report_met_and_missed():
         (lambda d, w: [str(d), "--weights", str(w)], "--general general: no such specialist"),
         (lambda d, w: [str(d / "val" / "cool"), "--weights", str(w)], "no <domain>/ subfolders"),
         (lambda d, w: [str(d), "--weights", str(w), "--limit", "0"], "--limit must be at least"),
+        (
+            lambda d, w: [str(d), "--weights", str(w), "--general", "cool", "--reference", "no"],
+            "--reference no: cannot read it",
+        ),
     ],
 )
 def test_usage_errors_exit_2_with_one_message(data, weights, capsys, make_args, message):
     assert cli.main(make_args(data, weights)) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def test_ctrl_c_is_exit_130_without_a_traceback(data, weights, tmp_path, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "colour_all", interrupted)
+    code, report = run_cli(data, weights, tmp_path / "out")
+    assert code == 130 and report is None and "Traceback" not in capsys.readouterr().err
 
 
 def test_a_limit_spreads_over_every_source():

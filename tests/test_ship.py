@@ -161,6 +161,9 @@ def test_ship_refuses_before_training_what_it_cannot_finish(tmp_path, capsys):
     assert "not a domain of" in capsys.readouterr().err
     assert ship_main([*args, "--out", str(tmp_path / "w"), "--router-args", "--views x"]) == 2
     assert "train_router flags" in capsys.readouterr().err
+    assert ship_main([*args, "--out", str(tmp_path / "w"), "--router-args", "'--epochs"]) == 2
+    err = capsys.readouterr().err
+    assert err == 'error: --router-args "\'--epochs": No closing quotation\n'
     assert ship_main([*args, "--out", str(tmp_path / "w"), "--bogus"]) == 2
     assert "train_specialist flags" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()

@@ -123,6 +123,14 @@ def test_usage_errors_are_one_clear_message(photo_folder, tmp_path, extra, messa
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_runs_folder_that_cannot_be_made_starts_nothing(photo_folder, tmp_path):
+    (tmp_path / "taken").write_text("a file, not a folder")
+    code, out, err = _run(["--data", photo_folder, "--out", tmp_path / "taken", "--threads", "1"])
+    assert code == 2 and "Traceback" not in err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Not a directory" in err
+    assert "taken" in err and not out
+
+
 def test_missing_data_folder(tmp_path):
     code, _, err = _run(["--data", tmp_path / "nowhere", "--out", tmp_path / "runs"])
     assert code == 2 and "nowhere: no such data folder" in err and "Traceback" not in err
@@ -145,7 +153,7 @@ sys.exit(130)
 RUN_FAKES = """
 import sys
 from pathlib import Path
-from training.train_all import Job, run_jobs
+from training.jobs import Job, run_jobs
 runs = Path(sys.argv[1])
 jobs = [Job(n, [sys.executable, "-c", sys.argv[2], str(runs / n / "mark")], runs / n) for n in "ab"]
 sys.exit(run_jobs(jobs, progress=False))

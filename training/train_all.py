@@ -12,58 +12,25 @@ The CPU's cores are split between the processes (``--threads``, unless given); w
 CUDA GPUs each process gets its own, round-robin. One progress bar per run is drawn from the
 ``progress.json`` each run writes, never from its output. A failed run does not stop the
 others; the exit status is then 1 and the failed runs are named with the end of their log.
-Ctrl-C (or SIGTERM) asks every run to save a checkpoint and stop.
+Ctrl-C (or SIGTERM) asks every run to save a checkpoint and stop (``training.jobs`` runs
+the processes). Exit codes: 0 every run finished, 1 a run failed, 2 a usage error (nothing
+was started), 130 interrupted.
 """
 
 import argparse
 import contextlib
 import importlib
 import io
-import json
 import os
-import shlex
-import signal
-import subprocess
 import sys
-import threading
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
-
-from common.cli import UsageError, choose_device
+from common.cli import UsageError, choose_device, run_command
+from training.jobs import Job, run_jobs
 
 SPECIALIST_MODULE = "training.train_specialist"
 ROUTER_MODULE = "training.train_router"
 ROUTER = "router"  # the router's run folder and progress-bar name
-LOG = "train.log"
-PROGRESS = "progress.json"  # written by train_specialist, about once a second
-POLL_S = 0.5
-STOP_WAIT_S = 120.0  # how long a run may take to save its checkpoint after Ctrl-C
-TAIL_LINES = 15
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
-
-@dataclass
-class Job:
-    """One training process: its name (domain or router), command, run folder and state."""
-
-    name: str
-    command: list[str]
-    run_dir: Path
-    env: dict[str, str] = field(default_factory=dict)
-    process: subprocess.Popen | None = None
-    started: float = 0.0
-    returncode: int | None = None
-
-    @property
-    def log_path(self) -> Path:
-        return self.run_dir / LOG
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.returncode is None
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
@@ -191,208 +158,29 @@ def plan_jobs(
     return jobs
 
 
-def start(job: Job) -> None:
-    """Start the job's process, its output appended to RUN/train.log, in its own session.
-
-    Its own session: a terminal's Ctrl-C reaches train_all alone, which then interrupts each
-    run exactly once (a second interrupt could cut a checkpoint write short).
-    """
-    job.run_dir.mkdir(parents=True, exist_ok=True)
-    env = os.environ | job.env | {"PYTHONUNBUFFERED": "1"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
-    with open(job.log_path, "ab") as log:
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        log.write(f"\n=== {stamp} train_all: {shlex.join(job.command)}\n".encode())
-        log.flush()
-        job.started = time.time()
-        job.process = subprocess.Popen(
-            job.command,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=os.name == "posix",
-        )
-
-
-def read_progress(job: Job) -> dict | None:
-    """The run's progress.json if this process wrote it (not a stale one from a past run)."""
-    try:
-        state = json.loads((job.run_dir / PROGRESS).read_text())
-    except (OSError, ValueError):
-        return None
-    return state if state.get("time", 0) >= job.started else None
-
-
-def describe_exit(code: int) -> str:
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    if code == 0:
-        return "done"
-    return "interrupted (checkpoint saved)" if code == 130 else f"exit {code}"
-
-
-class Bars:
-    """One tqdm line per job (or, without progress bars, one printed line as each ends)."""
-
-    def __init__(self, jobs: list[Job], enabled: bool) -> None:
-        self.enabled = enabled
-        self.seen: set[str] = set()
-        width = max(len(job.name) for job in jobs)
-        self.bars = {
-            job.name: tqdm(
-                total=None,
-                desc=job.name.ljust(width),
-                position=i,
-                unit="step",
-                dynamic_ncols=True,
-                disable=not enabled,
-            )
-            for i, job in enumerate(jobs)
-        }
-
-    def update(self, job: Job) -> None:
-        bar = self.bars[job.name]
-        state = read_progress(job)
-        if state:
-            if job.name not in self.seen:  # first report: start the clock at the run's step
-                self.seen.add(job.name)
-                bar.reset(total=state.get("stop") or state.get("total"))
-                bar.initial = state.get("step", 0)
-            bar.n = state.get("step", 0)
-            metrics = state.get("metrics") or {}
-            if "loss_l1" in metrics:
-                speed = metrics.get("images_per_s", 0.0)
-                bar.set_postfix_str(f"l1={metrics['loss_l1']:.4f} {speed:.1f} img/s", False)
-        if job.returncode is not None:
-            bar.set_postfix_str(describe_exit(job.returncode))
-        bar.refresh()
-
-    def finished(self, job: Job) -> None:
-        self.update(job)
-        if not self.enabled:
-            state = read_progress(job) or {}
-            status = describe_exit(job.returncode or 0)
-            print(f"{job.name}: {status} (step {state.get('step', '?')})", flush=True)
-
-    def close(self) -> None:
-        for bar in self.bars.values():
-            bar.close()
-
-
-def watch(jobs: list[Job], bars: Bars) -> None:
-    """Poll the processes and their progress files until every job has ended."""
-    while True:
-        for job in jobs:
-            if job.running and job.process is not None:
-                code = job.process.poll()
-                if code is not None:
-                    job.returncode = code
-                    bars.finished(job)
-                    continue
-            bars.update(job)
-        if not any(job.running for job in jobs):
-            return
-        time.sleep(POLL_S)
-
-
-def stop_all(jobs: list[Job], wait_s: float = STOP_WAIT_S) -> None:
-    """Interrupt every running job once (they save a checkpoint), then wait; kill stragglers."""
-    for job in jobs:
-        if job.running and job.process is not None:
-            job.process.send_signal(signal.SIGINT)
-    deadline = time.time() + wait_s
-    try:
-        for job in jobs:
-            if job.running and job.process is not None:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    job.process.wait(timeout=max(0.0, deadline - time.time()))
-    except KeyboardInterrupt:
-        pass  # asked twice: stop waiting
-    for job in jobs:
-        if job.process is not None:
-            if job.process.poll() is None:
-                job.process.kill()
-            job.returncode = job.process.wait()
-
-
-def log_tail(path: Path, lines: int = TAIL_LINES) -> str:
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(max(0, handle.seek(0, os.SEEK_END) - 64 * 1024))
-            text = handle.read().decode("utf-8", errors="replace")
-    except OSError:
-        return "(no log)"
-    return "\n".join(text.replace("\r", "\n").rstrip().splitlines()[-lines:])
-
-
-def run_jobs(jobs: list[Job], progress: bool = True) -> int:
-    """Run the jobs at once; 0 if all succeed, 1 naming the failures, 130 if interrupted."""
-
-    def terminate(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    # Handlers rather than what was inherited: a background job starts with SIGINT ignored,
-    # and its children would inherit that and could not be interrupted into a checkpoint.
-    handlers = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: terminate}
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = {s: signal.signal(s, h) for s, h in handlers.items()} if in_main_thread else {}
-    bars = Bars(jobs, progress)
-    try:
-        for job in jobs:
-            start(job)
-        watch(jobs, bars)
-    except KeyboardInterrupt:
-        stop_all(jobs)
-        bars.close()
-        print("\ninterrupted:", file=sys.stderr)
-        for job in jobs:
-            status = "not started" if job.process is None else describe_exit(job.returncode or 0)
-            print(f"  {job.name}: {status}", file=sys.stderr)
-        print("run the same command to resume", file=sys.stderr)
-        return 130
-    finally:
-        bars.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    failed = [job for job in jobs if job.returncode != 0]
-    if not failed:
-        print(f"all {len(jobs)} runs finished: {', '.join(str(j.run_dir) for j in jobs)}")
-        return 0
-    for job in failed:
-        code = describe_exit(job.returncode if job.returncode is not None else -1)
-        print(f"\n--- {job.name} ({code}), end of {job.log_path}:", file=sys.stderr)
-        print(log_tail(job.log_path), file=sys.stderr)
-    names = ", ".join(job.name for job in failed)
-    print(f"error: {len(failed)} of {len(jobs)} runs failed: {names}", file=sys.stderr)
-    return 1
-
-
 def main(argv: list[str] | None = None) -> int:
     args, forwarded = parse_args(argv)
-    try:
-        domains = choose_domains(Path(args.data), args.domains)
-        if args.router and ROUTER in domains:
-            raise UsageError(f"a domain named {ROUTER!r} would share the router's run folder")
-        if args.threads is not None and args.threads < 1:
-            raise UsageError("--threads must be at least 1")
-        check_specialist_flags(args.data, forwarded)
-        if args.device:
-            choose_device(args.device)  # refused here as each trainer would refuse it
-        gpus = visible_gpus() if args.device is None or args.device.startswith("cuda") else []
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(lambda: run(args, forwarded))
+
+
+def run(args: argparse.Namespace, forwarded: list[str]) -> int:
+    """Check every flag before any process starts, then run them all; the exit code."""
+    domains = choose_domains(Path(args.data), args.domains)
+    if args.router and ROUTER in domains:
+        raise UsageError(f"a domain named {ROUTER!r} would share the router's run folder")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError("--threads must be at least 1")
+    check_specialist_flags(args.data, forwarded)
+    if args.device:
+        choose_device(args.device)  # refused here as each trainer would refuse it
+    cuda = args.device is None or args.device.startswith("cuda")
     jobs = plan_jobs(
         args.data,
         args.out,
         domains,
         forwarded,
         cores=cpu_cores(),
-        gpus=gpus,
+        gpus=visible_gpus() if cuda else [],
         threads=args.threads,
         device=args.device,
         router=args.router,

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 import training.evaluate as package
-from common.cli import EXIT_USAGE, UsageError
+from common.cli import UsageError, run_command
 from common.files import atomic_write_json, atomic_write_text
 from common.splits import SPLITS
 from serve.colorizer import Colorizer
@@ -107,7 +107,7 @@ def prepare(args: argparse.Namespace) -> tuple[Colorizer, list[Item], list[str],
 
 
 def write_outputs(report: dict, markdown: str, run: Run, args: argparse.Namespace) -> None:
-    """JSON, markdown and grid where asked; OSError propagates to main."""
+    """JSON, markdown and grid where asked; OSError propagates to :func:`evaluate`."""
     json_path, md_path, grid_path = output_paths(args)
     if grid_path is not None and save_grid(run, args.general, grid_path):
         report["grid"] = str(grid_path)
@@ -124,11 +124,17 @@ def write_outputs(report: dict, markdown: str, run: Run, args: argparse.Namespac
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    return run_command(lambda: evaluate(args))
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """Check everything, colour and measure every photo, write the report; the exit code
+    (a problem the user must fix is a :class:`UsageError`)."""
     try:
-        colorizer, items, skipped, split = prepare(args)
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        reference = json.loads(args.reference.read_text()) if args.reference else None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UsageError(f"--reference {args.reference}: cannot read it ({exc})") from None
+    colorizer, items, skipped, split = prepare(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     for warning in colorizer.warnings:
@@ -138,11 +144,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         classifier, note = load_classifier(colorizer.device)
     if note:
         print(f"note: {note}", file=sys.stderr)
-    try:
-        reference = json.loads(args.reference.read_text()) if args.reference else None
-    except (OSError, json.JSONDecodeError) as exc:
-        print(f"error: --reference {args.reference}: cannot read it ({exc})", file=sys.stderr)
-        return EXIT_USAGE
     sample = grid_sample(items, args.grid_photos)
     run = colour_all(colorizer, items, args.data, classifier, args.batch_size, sample)
     for bad in run.unreadable:
@@ -164,8 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         write_outputs(report, markdown, run, args)
     except OSError as exc:
-        print(f"error: cannot write {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError(f"cannot write {exc.filename}: {exc.strerror or exc}") from None
     return EXIT_OK
 
 

@@ -24,18 +24,18 @@ own flags go in --router-args.
 
 import argparse
 import shlex
-import sys
 from pathlib import Path
 
-from common.cli import HelpFormatter, UsageError, plain
+from common.cli import HelpFormatter, UsageError, plain, run_command
 from common.files import atomic_write_bytes
+from common.images import ImageReadError
 from router import RouterError, load_router
+from serve.weights import SPECIALISTS_DIR, WeightsError
 from specialists.checkpoint import CheckpointError
 from training import train_all
+from training.jobs import run_jobs
 from training.ship import calibrate_judge, fit_chroma, fit_restraint
 from training.ship.export import export_run
-
-SPECIALISTS = "specialists"  # serve.weights.SPECIALISTS_DIR: training does not import serve
 
 
 def ship_router(source: Path, out: Path) -> None:
@@ -49,7 +49,7 @@ def keep_specialist(source: Path, out: Path) -> None:
     """Copy a shipped specialist (and its JSON config) into ``out/specialists``."""
     for path in (source, source.with_suffix(".json")):
         if path.is_file():
-            atomic_write_bytes(out / SPECIALISTS / path.name, path.read_bytes())
+            atomic_write_bytes(out / SPECIALISTS_DIR / path.name, path.read_bytes())
 
 
 def ship(
@@ -74,7 +74,7 @@ def ship(
         )
     ship_router(router, out)
     for domain, run in runs.items():
-        export_run(run, out / SPECIALISTS / f"{domain}.safetensors", half=True)
+        export_run(run, out / SPECIALISTS_DIR / f"{domain}.safetensors", half=True)
     for source in kept.values():
         keep_specialist(source, out)
     chroma = fit_chroma.fit(data, out, per_domain, progress=progress)
@@ -176,19 +176,19 @@ def plan(args: argparse.Namespace) -> tuple[list[str], dict[str, Path], dict[str
         )
     kept = {}
     if args.keep is not None:
-        if not (args.keep / SPECIALISTS).is_dir():
-            raise UsageError(f"--keep {args.keep}: no {SPECIALISTS}/ folder in it")
+        if not (args.keep / SPECIALISTS_DIR).is_dir():
+            raise UsageError(f"--keep {args.keep}: no {SPECIALISTS_DIR}/ folder in it")
         if args.keep.resolve() == args.out.resolve():
             raise UsageError(
                 f"--keep {args.keep} is --out: write to a new folder, then replace the old one"
             )
         for domain in domains:
-            path = args.keep / SPECIALISTS / f"{domain}.safetensors"
+            path = args.keep / SPECIALISTS_DIR / f"{domain}.safetensors"
             if domain not in given and path.is_file():
                 kept[domain] = path
     stale = [
         p.stem
-        for p in sorted((args.out / SPECIALISTS).glob("*.safetensors"))
+        for p in sorted((args.out / SPECIALISTS_DIR).glob("*.safetensors"))
         if p.stem not in domains
     ]
     if stale:
@@ -203,20 +203,24 @@ def plan(args: argparse.Namespace) -> tuple[list[str], dict[str, Path], dict[str
 
 def main(argv: list[str] | None = None) -> int:
     args, forwarded = parse_args(argv)
-    router_args = shlex.split(args.router_args or "")
+    errors = (RouterError, CheckpointError, WeightsError, ImageReadError)
+    return run_command(lambda: run(args, forwarded), errors=errors)
+
+
+def run(args: argparse.Namespace, forwarded: list[str]) -> int:
+    """Check every flag and folder, train what is missing, then assemble ``args.out``; the
+    exit code (a failed or interrupted training run's own)."""
     try:
-        train, runs, kept = plan(args)
-        if train:
-            train_all.check_specialist_flags(str(args.data), forwarded)
-        elif forwarded:
-            raise UsageError(
-                f"unrecognized arguments: {' '.join(forwarded)} (no specialist to train)"
-            )
-        if args.router is None:
-            train_all.check_flags(train_all.ROUTER_MODULE, str(args.data), router_args)
-    except (UsageError, RouterError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        router_args = shlex.split(args.router_args or "")
+    except ValueError as exc:  # an unclosed quote
+        raise UsageError(f"--router-args {args.router_args!r}: {exc}") from None
+    train, runs, kept = plan(args)
+    if train:
+        train_all.check_specialist_flags(str(args.data), forwarded)
+    elif forwarded:
+        raise UsageError(f"unrecognized arguments: {' '.join(forwarded)} (no specialist to train)")
+    if args.router is None:
+        train_all.check_flags(train_all.ROUTER_MODULE, str(args.data), router_args)
     router = args.router or args.runs / train_all.ROUTER / "router"
     for domain, path in kept.items():
         print(f"{domain}: keeping {path}")
@@ -238,15 +242,11 @@ def main(argv: list[str] | None = None) -> int:
             router=args.router is None,
             router_args=router_args,
         )
-        code = train_all.run_jobs(jobs, progress=args.progress)
+        code = run_jobs(jobs, progress=args.progress)
         if code:
             return code
     print(f"assembling {args.out}: export, chroma gains, judge, colour restraint")
-    try:
-        result = ship(args.data, args.out, router, runs, args.per_domain, args.progress, kept)
-    except (CheckpointError, RouterError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    result = ship(args.data, args.out, router, runs, args.per_domain, args.progress, kept)
     for domain, fit in result["chroma"].items():
         print(f"{domain:>10}: chroma gain {fit['gain']:.3f} ({fit['photos']} held-out photos)")
     sel = result["judge"]["selection"]
