@@ -29,7 +29,8 @@ then the router and the fallback judge's calibration:
   python -m training.train_router --data DATA --out runs/router
   cp -r runs/router/router {root}/router
   python -m training.ship.calibrate_judge --data DATA --weights {root}
-or point --weights (or ${env}) at a folder that already has them."""
+(python -m training.ship --data DATA --out {root} does every step), or point --weights
+(or ${env}) at a folder that already has them."""
 
 
 class WeightsError(RuntimeError):

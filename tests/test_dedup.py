@@ -9,6 +9,7 @@ from PIL import Image
 from test_router_data import make_dataset
 
 from training.evaluate.dedup import main as dedup_main
+from training.evaluate.dedup import parse_args
 from training.train_router import main as train_main
 
 TINY = [
@@ -101,3 +102,7 @@ def test_usage_errors_exit_2(router_dir, tmp_path, capsys):
     assert dedup_main([str(tmp_path / "one"), "--weights", str(weights)]) == 2
     assert "at least two splits" in capsys.readouterr().err
     assert dedup_main([str(tmp_path / "one"), "--weights", str(tmp_path / "none")]) == 2
+
+
+def test_the_default_router_is_the_shipped_one():
+    assert (parse_args(["data"]).weights / "router.safetensors").is_file()

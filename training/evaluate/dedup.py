@@ -18,15 +18,15 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from common.cli import run_command
 from common.images import ImageReadError
 from common.splits import present_splits
 from router import Router, RouterError, load_router
-from router.evaluate import write_report
+from router.evaluate import DEFAULT_WEIGHTS, write_report
 from router.index import NeighbourIndex
 from router.preprocess import fit_square, load_l_norm
 from training.data import find_images
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "router"
 THUMB = 32
 
 
@@ -209,11 +209,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    try:
-        report = run(args)
-    except (ValueError, RouterError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(lambda: report_pairs(args), errors=(ValueError, RouterError))
+
+
+def report_pairs(args: argparse.Namespace) -> int:
+    """Find the pairs, print them and write the JSON; the exit code."""
+    report = run(args)
     print("\nphotos: " + ", ".join(f"{s} {n}" for s, n in report["photos"].items()))
     for key, pairs in report["pairs"].items():
         print(f"\n{key}: {len(pairs)} near-duplicate pair(s)")

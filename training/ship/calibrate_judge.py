@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from common.cli import run_command
 from common.images import ImageReadError, read_image
 from common.lab import join_lab, split_lab
 from discriminators.scoring import (
@@ -203,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
     args = parser.parse_args(argv)
-    try:
+
+    def run() -> None:
         info = calibrate(
             args.data,
             args.weights,
@@ -214,36 +216,35 @@ def main(argv: list[str] | None = None) -> int:
             args.device,
             args.progress,
         )
-    except (WeightsError, FileNotFoundError, ImageReadError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    for name, judge in info["judges"].items():
-        scaling = info["scalings"][name]
+        for name, judge in info["judges"].items():
+            scaling = info["scalings"][name]
+            print(
+                f"{name:>10}: AUC {judge['auc']:.3f} real vs generated; "
+                f"p(real) = sigmoid({scaling['slope']:.3g} * logit + {scaling['intercept']:.3g})"
+            )
+        sel = info["selection"]
+        own = sel["psnr_own_domain_specialist"]
         print(
-            f"{name:>10}: AUC {judge['auc']:.3f} real vs generated; "
-            f"p(real) = sigmoid({scaling['slope']:.3g} * logit + {scaling['intercept']:.3g})"
+            f"on {sel['photos']} {args.split} photos, PSNR of the judge's pick "
+            f"{sel['psnr_judge_pick']:.2f} dB "
+            f"(uncalibrated panel {sel['psnr_uncalibrated_panel_pick']:.2f}, own judges "
+            f"{sel['psnr_own_judge_pick']:.2f}, own-domain specialist "
+            f"{'n/a' if own is None else f'{own:.2f}'}, oracle {sel['psnr_oracle']:.2f}, "
+            f"candidate mean {sel['psnr_candidate_mean']:.2f})"
         )
-    sel = info["selection"]
-    own = sel["psnr_own_domain_specialist"]
-    print(
-        f"on {sel['photos']} {args.split} photos, PSNR of the judge's pick "
-        f"{sel['psnr_judge_pick']:.2f} dB "
-        f"(uncalibrated panel {sel['psnr_uncalibrated_panel_pick']:.2f}, own judges "
-        f"{sel['psnr_own_judge_pick']:.2f}, own-domain specialist "
-        f"{'n/a' if own is None else f'{own:.2f}'}, oracle {sel['psnr_oracle']:.2f}, "
-        f"candidate mean {sel['psnr_candidate_mean']:.2f})"
-    )
-    fit = info["router_weight_fit"]
-    if "psnr_by_weight" in fit:
-        print(
-            f"router weight {info['router_weight']:g}, fitted on the {fit['photos']} photos the "
-            f"router is least sure of: pick PSNR "
-            f"{fit['psnr_by_weight'][str(info['router_weight'])]:.2f} dB (judge alone "
-            f"{fit['psnr_by_weight']['0.0']:.2f}, router argmax {fit['psnr_router_argmax']:.2f})"
-        )
-    print(f"wrote {args.weights / JUDGE_FILE}")
-    print(f"next: python -m serve.colorize --weights {args.weights} PHOTO.jpg")
-    return 0
+        fit = info["router_weight_fit"]
+        if "psnr_by_weight" in fit:
+            print(
+                f"router weight {info['router_weight']:g}, fitted on the {fit['photos']} "
+                f"photos the router is least sure of: pick PSNR "
+                f"{fit['psnr_by_weight'][str(info['router_weight'])]:.2f} dB (judge alone "
+                f"{fit['psnr_by_weight']['0.0']:.2f}, "
+                f"router argmax {fit['psnr_router_argmax']:.2f})"
+            )
+        print(f"wrote {args.weights / JUDGE_FILE}")
+        print(f"next: python -m serve.colorize --weights {args.weights} PHOTO.jpg")
+
+    return run_command(run, errors=(WeightsError, ImageReadError))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from common.cli import HelpFormatter, plain
+from common.cli import HelpFormatter, plain, run_command
 from specialists.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from training.specialist_state import CHECKPOINT
 
@@ -81,21 +81,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.out.suffix != ".safetensors":
         parser.error(f"{args.out}: the output must end in .safetensors")
-    try:
+
+    def run() -> None:
         config = export_run(args.run_dir, args.out, args.half)
-    except CheckpointError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    size = args.out.stat().st_size / 2**20
-    step = config.get("step")
-    print(f"wrote {args.out} ({size:.1f} MiB): the {config['domain']} specialist at step {step}")
-    weights = args.out.parent.parent
-    print(
-        f"next: python -m training.ship.fit_chroma --data DATA --weights {weights}, then "
-        f"python -m training.ship.calibrate_judge --data DATA --weights {weights} "
-        f"(a weights folder also needs router/: python -m training.train_router)"
-    )
-    return 0
+        size = args.out.stat().st_size / 2**20
+        step = config.get("step")
+        print(
+            f"wrote {args.out} ({size:.1f} MiB): the {config['domain']} specialist at step {step}"
+        )
+        weights = args.out.parent.parent
+        print(
+            f"next: python -m training.ship.fit_chroma --data DATA --weights {weights}, then "
+            f"python -m training.ship.calibrate_judge --data DATA --weights {weights} "
+            f"(a weights folder also needs router/: python -m training.train_router)"
+        )
+
+    return run_command(run, errors=(CheckpointError,))
 
 
 if __name__ == "__main__":

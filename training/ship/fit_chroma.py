@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 import specialists
+from common.cli import run_command
 from common.lab import join_lab, split_lab
 from specialists.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from specialists.metrics import colourfulness, psnr
@@ -152,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-progress", dest="progress", action="store_false")
     args = parser.parse_args(argv)
-    try:
+
+    def run() -> None:
         results = fit(
             args.data,
             args.weights,
@@ -163,22 +165,20 @@ def main(argv: list[str] | None = None) -> int:
             progress=args.progress,
             max_psnr_cost=args.max_psnr_cost,
         )
-    except (CheckpointError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    for domain, r in results.items():
-        base, chosen = r["gains"]["1.0"], r["gains"][str(r["gain"])]
+        for domain, r in results.items():
+            base, chosen = r["gains"]["1.0"], r["gains"][str(r["gain"])]
+            print(
+                f"{domain:>10}: gain {r['gain']:.2f} on {r['photos']} {args.split} photos; "
+                f"colourfulness {base['colourfulness']:.1f} -> {chosen['colourfulness']:.1f} "
+                f"(truth {r['truth_colourfulness']:.1f}), PSNR {base['psnr']:.2f} -> "
+                f"{chosen['psnr']:.2f} dB"
+            )
         print(
-            f"{domain:>10}: gain {r['gain']:.2f} on {r['photos']} {args.split} photos; "
-            f"colourfulness {base['colourfulness']:.1f} -> {chosen['colourfulness']:.1f} "
-            f"(truth {r['truth_colourfulness']:.1f}), PSNR {base['psnr']:.2f} -> "
-            f"{chosen['psnr']:.2f} dB"
+            f"updated {args.weights / 'specialists'}; next: python -m "
+            f"training.ship.calibrate_judge --data {args.data} --weights {args.weights}"
         )
-    print(
-        f"updated {args.weights / 'specialists'}; next: python -m training.ship.calibrate_judge "
-        f"--data {args.data} --weights {args.weights}"
-    )
-    return 0
+
+    return run_command(run, errors=(CheckpointError,))
 
 
 if __name__ == "__main__":

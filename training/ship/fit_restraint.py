@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from common.cli import UsageError
+from common.cli import UsageError, run_command
 from common.images import ImageReadError, Photo, read_image
 from common.lab import join_lab, split_lab
 from serve.colorizer import Colorizer
@@ -175,15 +175,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=16, help="photos per forward pass")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
     args = parser.parse_args(argv)
-    try:
-        if args.k < 1 or args.folds < 2:
-            raise UsageError("--k must be at least 1 and --folds at least 2")
-        result = fit(
-            args.data, args.weights, args.k, args.folds, args.split, args.batch_size, args.progress
-        )
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(lambda: run(args))
+
+
+def run(args: argparse.Namespace) -> None:
+    """Fit, write and print the figures (a problem the user must fix is a UsageError)."""
+    if args.k < 1 or args.folds < 2:
+        raise UsageError("--k must be at least 1 and --folds at least 2")
+    result = fit(
+        args.data, args.weights, args.k, args.folds, args.split, args.batch_size, args.progress
+    )
     for reason in result["skipped"]:
         print(f"skipped {reason}", file=sys.stderr)
     print(f"PSNR gain over gray on {result['photos']} {args.split} photos ({args.folds}-fold):")
@@ -194,7 +195,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{row['restrained_db']:>+10.2f}"
         )
     print(f"wrote {args.weights / RESTRAINT_FILE}; serving uses it from now on")
-    return 0
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import specialists
+from common.cli import run_command
 from common.files import atomic_write_text
 from discriminators import load_discriminator
 from router import RouterError, load_router
@@ -251,15 +252,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", required=True, type=Path, help="weights folder")
     parser.add_argument("--evaluation", type=Path, help="training.evaluate's --json file")
     args = parser.parse_args(argv)
-    try:
+
+    def run() -> None:
         evaluation = json.loads(args.evaluation.read_text()) if args.evaluation else None
         written = write_cards(args.weights, evaluation)
-    except (CheckpointError, RouterError, OSError, KeyError, json.JSONDecodeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    for path in written:
-        print(f"wrote {path}")
-    return 0
+        for path in written:
+            print(f"wrote {path}")
+
+    return run_command(run, errors=(CheckpointError, RouterError, KeyError, json.JSONDecodeError))
 
 
 if __name__ == "__main__":
