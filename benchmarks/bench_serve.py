@@ -21,8 +21,9 @@ With ``--mixed-data DIR`` (a folder holding colorize-v2 and colorize-v1): the re
 case, whole processes of ``python -m serve.colorize`` timed from the outside, process start
 included: a folder of grayscale copies of every colorize-v2 val photo (every size and
 orientation, as they come), the larger colorize-v1 photos (long side >= 400 px) and upright
-and wide crops of them, its seconds per photo against the ``unet_256`` forward timed in the
-same run (goal: at most 1/3); the start-up (one photo, first photo done) and ``--help``.
+and wide crops of them, its seconds per photo at each ``--precision`` (float32, bfloat16 and
+auto, the served default) against the ``unet_256`` forward timed in the same run (goal: at
+most 1/3); the start-up (one photo, first photo done) and ``--help``.
 ``--only-mixed`` runs just that and the 24-megapixel scans; results go to
 benchmarks/results/serve_mixed.json.
 
@@ -60,6 +61,8 @@ from router import Calibration, NeighbourIndex, Router, create_router_net  # noq
 from serve.batch import run  # noqa: E402
 from serve.colorizer import Colorizer  # noqa: E402
 from serve.inputs import expand_inputs  # noqa: E402
+from serve.options import PRECISIONS  # noqa: E402
+from serve.precision import cpu_name  # noqa: E402
 from serve.run_report import Report  # noqa: E402
 from serve.transfer import model_input, model_shape, rejoin  # noqa: E402
 from specialists.checkpoint import save_checkpoint, with_prefix  # noqa: E402
@@ -242,26 +245,30 @@ def mixed_case(data: Path, weights: Path, tmp: Path, threads: int, limit: int | 
     starts = [_process([str(one), "-o", str(tmp / f"one{i}"), *common]) for i in range(3)]
     unet = UNet256()
     before = unet.seconds()
-    report = tmp / "mixed.jsonl"
-    wall = _process([str(folder), "-o", str(tmp / "mixed-out"), "--report", str(report), *common])
+    walls, records = {}, []
+    for precision in PRECISIONS[1:] + PRECISIONS[:1]:  # float32, bfloat16, then auto (served)
+        report = tmp / f"mixed-{precision}.jsonl"
+        out = tmp / f"mixed-out-{precision}"
+        args = [str(folder), "-o", str(out), "--report", str(report), "--precision", precision]
+        walls[precision] = _process([*args, *common])
+        records = [json.loads(line) for line in report.read_text().splitlines()]
     after = unet.seconds()
-    records = [json.loads(line) for line in report.read_text().splitlines()]
     done = sum(1 for r in records if r["error"] is None)
     reference = statistics.median(unet.times)
-    per_photo = wall / done
+    per_photo = {precision: wall / done for precision, wall in walls.items()}
     return {
         "folder": makeup,
         "done": done,
         "fallbacks": sum(1 for r in records if r["strategy"] == "discriminator"),
         "model_input_shapes": len({tuple(r["model_size"]) for r in records if r["model_size"]}),
-        "process_wall_s": round(wall, 2),
-        "s_per_photo_end_to_end": round(per_photo, 4),
+        "process_wall_s": {precision: round(wall, 2) for precision, wall in walls.items()},
+        "s_per_photo_end_to_end": {p: round(s, 4) for p, s in per_photo.items()},
         "unet_256_s_per_image": {
             "before": round(before, 4),
             "after": round(after, 4),
             "median": round(reference, 4),
         },  # fmt: skip
-        "ratio_to_unet_256": round(per_photo / reference, 3),
+        "ratio_to_unet_256": {p: round(s / reference, 3) for p, s in per_photo.items()},
         "start_up_first_photo_done_s": {
             "median": round(statistics.median(starts), 2),
             "runs": [round(s, 2) for s in starts],
@@ -349,7 +356,7 @@ def main() -> None:
     results: dict = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
         f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB",
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "torch": torch.__version__,
         "threads": args.threads,
         "load_average_before": round(os.getloadavg()[0], 2),
@@ -460,16 +467,6 @@ def _scans(results: dict, weights: Path, tmp: Path, threads: int, skip: bool) ->
             assert out.size == (6000, 4000)
             results["scan_24mp"][f"{label}, {strategy}"] = res
             print(f"24 MP {label:6s} {strategy:8s} {res}", flush=True)
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ their calibrated confidences and scores decide which specialist colours a photo.
 every model runs under float16 autocast, as before (``serve.colorizer``).
 """
 
+import platform
 from pathlib import Path
 
 import torch
@@ -26,6 +27,17 @@ def cpu_has_amx(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
     return any(
         line.startswith("flags") and "amx_bf16" in line.split() for line in text.splitlines()
     )
+
+
+def cpu_name(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
+    """The CPU's model name, for benchmark reports (the platform's guess off Linux)."""
+    try:
+        for line in Path(cpuinfo).read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
 
 
 def generator_dtype(precision: str, device: torch.device) -> torch.dtype:
