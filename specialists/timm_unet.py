@@ -78,6 +78,11 @@ class TimmUNet(nn.Module):
         self.head = nn.Conv2d(decoder_channels[-1], out_channels, kernel, padding=kernel // 2)
         init_normal_(self, skip=self.encoder)
 
+    @property
+    def output_layer(self) -> nn.Module:
+        """The last convolution: the one whose outputs are ab or the bins' logits."""
+        return self.head
+
     def forward(self, lightness: torch.Tensor) -> torch.Tensor:
         grey = ((lightness + 1.0) / 2.0).expand(-1, 3, -1, -1)
         features = self.encoder((grey - self.mean) / self.std)

@@ -106,5 +106,10 @@ class UNetGenerator(nn.Module):
         )
         init_normal_(self)
 
+    @property
+    def output_layer(self) -> nn.Module:
+        """The last convolution: the one whose outputs are ab, RGB or the bins' logits."""
+        return self.model.model[3]
+
     def forward(self, lightness: torch.Tensor) -> torch.Tensor:
         return self.model(lightness)

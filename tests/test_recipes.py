@@ -173,6 +173,8 @@ def test_warm_start_of_a_bin_model_skips_only_the_head(photo_folder, capsys):
     differ = sorted(k for k in own if k not in kept or not torch.equal(own[k], kept[k]))
     assert differ == ["bins.centres", "bins.weights", "head.bias", "head.weight"]
     assert own["head.weight"].shape[0] == len(generator.bins.centres) == made["colour_bins"]["bins"]
+    # the new head starts from the log prior (the prior's colours), not from zero (every bin's)
+    assert float(own["head.bias"].exp().sum()) == pytest.approx(1.0, abs=1e-5)
     assert config.arch == "unet_effnet_lite0" and output_space(generator) == "bins"
 
 

@@ -72,6 +72,10 @@ def build_models(
     if bins is not None:
         generator.bins.centres.copy_(bins.centres)
         generator.bins.weights.copy_(bins.weights)
+        # the first colouring is the prior's annealed mean (near grey), not the mean of every
+        # bin (a pink wash) that a zero bias gives: a fresh head learns slowly at a low lr
+        with torch.no_grad():
+            generator.output_layer.bias.copy_(bins.prior.log())
     if start is not None:
         skipped, fresh = load_matching(generator, start.state_dict())
         print(
@@ -94,7 +98,8 @@ def fit_bins_for(config: TrainConfig, photos: Sequence[Path]) -> ColourBins:
     low, high = bins.describe()["weight_range"]
     print(
         f"colour bins: {len(bins.centres)} ab bins hold the pixels of {bins.photos} training "
-        f"crops; rebalancing weights {low:.2f} to {high:.2f}",
+        f"crops; rebalancing weights {low:.2f} to {high:.2f}; the output bias starts at their "
+        "log prior",
         flush=True,
     )
     return bins
