@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from common.cli import HelpFormatter, UsageError, choose_device, plain
+from common.cli import HelpFormatter, UsageError, choose_device, plain, run_command
 from common.files import atomic_write_json
 from common.images import ImageReadError, image_files, is_image_file, read_image
 from common.splits import SPLITS, present_splits
@@ -291,28 +291,27 @@ examples:
     return p.parse_args(argv)
 
 
-def write_report(path: Path, report: dict) -> bool:
-    """Write ``report`` as JSON (atomically) and say where; False, after one error line, if it
-    cannot be written."""
+def write_report(path: Path, report: dict) -> None:
+    """Write ``report`` as JSON (atomically) and say where (a :class:`UsageError` when it
+    cannot be written)."""
     try:
         atomic_write_json(path, report)
     except OSError as exc:
-        print(f"error: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
-        return False
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
     print(f"report: {path}")
-    return True
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    try:
-        data = collect(args.data, args.split)
-        router = load_router(args.weights, device=str(choose_device(args.device)))
-    except (UsageError, RouterError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(lambda: report_routing(args), errors=(RouterError,))
+
+
+def report_routing(args: argparse.Namespace) -> None:
+    """Route every photo, print the report, write the JSON and the confusion matrix."""
+    data = collect(args.data, args.split)
+    router = load_router(args.weights, device=str(choose_device(args.device)))
     print(f"router {args.weights}: domains {router.domains}, threshold {router.threshold:.4f}")
     report = evaluate(router, data, args.data, args.batch_size, args.workers)
     report["weights"] = str(args.weights)
@@ -326,11 +325,9 @@ def main(argv: list[str] | None = None) -> int:
             report["confusion_png"] = str(png)
             print(f"\nconfusion matrix PNG: {png}")
         except OSError as exc:
-            print(f"error: cannot write {png}: {exc.strerror or exc}", file=sys.stderr)
-            return 2
-    if args.json is not None and not write_report(args.json, report):
-        return 2
-    return 0
+            raise UsageError(f"cannot write {png}: {exc.strerror or exc}") from None
+    if args.json is not None:
+        write_report(args.json, report)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The colour recipes of issue 12: Zhang et al.'s ab bins, the colourfulness term, and the
+"""The colour recipes: Zhang et al.'s ab bins, the colourfulness term, and the
 comparison that trains today's recipe and both alternatives side by side."""
 
 import json

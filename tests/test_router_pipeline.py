@@ -181,6 +181,11 @@ def test_evaluate_usage_errors_exit_2_without_traceback(trained, tmp_path, capsy
     assert "missing: no such data folder" in err and "Traceback" not in err
     assert evaluate_main([str(data), "--weights", str(tmp_path / "no-router")]) == 2
     assert "no-router" in capsys.readouterr().err
+    (tmp_path / "taken").write_text("a file, not a folder")
+    args = [str(data), "--weights", str(run), "--json", str(tmp_path / "taken" / "r.json")]
+    assert evaluate_main([*args, "--workers", "0"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1].startswith("error: cannot write") and "taken" in err[-1]
     with pytest.raises(SystemExit) as info:
         evaluate_main([])
     assert info.value.code == 2

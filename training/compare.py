@@ -91,7 +91,7 @@ SYSTEMS: dict[str, System] = {
     "effnet_unet": System(
         "unet_effnet_lite0", about="the project's default: U-Net on ImageNet EfficientNet-Lite0"
     ),
-    # the colour recipes (issue 12): the default specialist, three ways of training its colour
+    # the colour recipes: the default specialist, three ways of training its colour
     "l1gan": System("unet_effnet_lite0", about="recipe (a), today's: L1 x 100 + PatchGAN"),
     "zhang": System(
         "unet_effnet_lite0",
