@@ -14,12 +14,12 @@ import specialists
 from common.lab import denormalize_ab, join_lab, rgb_to_lab, split_lab
 from specialists.checkpoint import read_config
 from specialists.output import output_space, predict_ab, to_ab
-from training.colour_bins import CELLS, GRID, ab_histogram, fit_bins, soft_encode
+from training.colour_bins import CELLS, GRID, ab_histogram, fit_bins, head_from_ab, soft_encode
 from training.compare import RECIPES, SYSTEMS, chosen_systems, compare, parse_args
 from training.losses import colourfulness_shortfall, rebalanced_cross_entropy
 from training.ship.export import export_run
 from training.ship.model_cards import specialist_card
-from training.specialist_state import build_models
+from training.specialist_state import build_models, load_matching
 from training.train_specialist import TrainConfig, UsageError, train
 
 TINY = {"arch": "unet", "arch_args": {"ngf": 8, "num_downs": 5}, "size": 32, "batch_size": 4}
@@ -229,7 +229,8 @@ def test_compare_trains_the_three_recipes_from_one_start_and_scores_holdout(phot
     rows = compare(
         systems, base, tmp_path / "runs", report, num_val=10, grid_photos=2, temperatures=[1.0]
     )
-    names = ["grayscale input", "l1gan", "zhang", "zhang T 1", "colourful"]
+    names = ["grayscale input", "l1gan", "zhang", "zhang T 1", "zhang_abhead"]
+    names += ["zhang_abhead T 1", "colourful"]
     assert [r["system"] for r in rows] == names
     assert rows[3]["psnr"] != rows[2]["psnr"]  # another decoding of the same model
     for row in rows:
@@ -245,6 +246,9 @@ def test_compare_trains_the_three_recipes_from_one_start_and_scores_holdout(phot
         for n in RECIPES
     }
     assert {s["output_space"] for s in settings.values()} == {"ab", "bins"}
+    assert (
+        settings["zhang_abhead"]["bins_head"] == "ab" and settings["zhang"]["bins_head"] == "prior"
+    )
     assert settings["colourful"]["colourfulness_weight"] > 0
     assert all(s["arch_args"] == {"ngf": 8, "num_downs": 5} for s in settings.values())
     assert all(s["val_split"] == "holdout" for s in settings.values())
@@ -257,7 +261,7 @@ def test_compare_trains_the_three_recipes_from_one_start_and_scores_holdout(phot
 
 def test_the_recipes_run_only_when_named():
     assert not set(RECIPES) & set(chosen_systems(None)) and "effnet_unet" in chosen_systems(None)
-    assert list(chosen_systems("l1gan, zhang,colourful")) == list(RECIPES)
+    assert list(chosen_systems("l1gan, zhang,colourful")) == ["l1gan", "zhang", "colourful"]
 
 
 def test_bin_temperatures_parse_and_bad_ones_are_refused(tmp_path, capsys):
@@ -267,3 +271,24 @@ def test_bin_temperatures_parse_and_bad_ones_are_refused(tmp_path, capsys):
     with pytest.raises(SystemExit):
         parse_args([*argv, "--bins-temperatures", "0,1"])
     assert "temperatures must be positive" in capsys.readouterr().err
+
+
+def test_a_bin_head_made_from_an_ab_head_starts_at_its_colours():
+    torch.manual_seed(0)
+    ab_model = specialists.create_model("unet", ngf=8, num_downs=5).eval()
+    with torch.no_grad():
+        ab_model.output_layer.weight.mul_(50.0)  # colours well away from grey
+    axis = torch.arange(-11, 12, dtype=torch.float32) * GRID
+    centres = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), dim=-1).view(-1, 2)
+    bin_model = specialists.create_model("unet", ngf=8, num_downs=5, num_bins=len(centres))
+    skipped, fresh = load_matching(bin_model, ab_model.state_dict())
+    assert [s.split()[0] for s in skipped] == ["model.model.3.weight", "model.model.3.bias"]
+    assert fresh == ["bins.centres", "bins.weights"]
+    bin_model.bins.centres.copy_(centres)
+    head_from_ab(bin_model.output_layer, ab_model.output_layer, centres)
+    bin_model.eval()
+    l_norm = split_lab(_colourful_photos())[0]
+    with torch.no_grad():
+        want, got = denormalize_ab(ab_model(l_norm)), denormalize_ab(predict_ab(bin_model, l_norm))
+    assert float(want.norm(dim=1).mean()) > 10.0  # the test is not about grey
+    assert float((got - want).norm(dim=1).mean()) < 1.5

@@ -22,9 +22,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm import tqdm
 
-from common.lab import denormalize_ab, rgb_to_lab
+from common.lab import AB_SCALE, denormalize_ab, rgb_to_lab
 from training.data import ColourPhotos, evenly_spaced
 
 GRID = 10.0  # ab units between bin centres
@@ -34,6 +35,7 @@ NEIGHBOURS = 5
 LAMBDA = 0.5
 PRIOR_PHOTOS = 2000
 PRIOR_SIZE = 64
+HEAD_SIGMA = 10.0  # ab units: the spread of a bin head made from an ab head (see head_from_ab)
 TABLE_HALF = 128  # the soft-encoding table covers ab in [-128, 128): every sRGB colour
 
 
@@ -130,3 +132,25 @@ def soft_encode(ab_norm: torch.Tensor, centres: torch.Tensor) -> tuple[torch.Ten
     cell = whole[:, 0] * (2 * TABLE_HALF) + whole[:, 1]  # (B, H, W)
     index, weight = (part[cell].permute(0, 3, 1, 2) for part in table)
     return index, weight
+
+
+@torch.no_grad()
+def head_from_ab(head: nn.Module, ab_head: nn.Module, centres: torch.Tensor) -> None:
+    """Set a bin head (``num_bins`` outputs) from a trained ab head (2 outputs, before its
+    tanh), so the bin model starts at the ab model's colours: logit_q = -|ab - c_q|^2 /
+    (2 s^2) up to a constant, s = ``HEAD_SIGMA``, with ab = 110 z (the tanh linearised),
+    which is linear in the ab head's output z: (110 / s^2) c_q . z - |c_q|^2 / (2 s^2). At
+    T 0.38 the annealed mean of that Gaussian (sigma 6 after annealing, over a grid of 10)
+    gives ab back. A 3x3 ab head becomes the 1x1 bin head by summing its kernel over space
+    (exact where the features are locally constant). Conv2d and ConvTranspose2d heads."""
+    transposed = isinstance(head, nn.ConvTranspose2d)
+    axis = 1 if transposed else 0  # the output-channel axis of the weight
+    old = ab_head.weight.float().movedim(axis, 0)  # (2, in, kh, kw)
+    if old.shape[-2:] != head.weight.shape[-2:]:
+        old = old.sum(dim=(-2, -1), keepdim=True)
+    scale = AB_SCALE / HEAD_SIGMA**2
+    c = centres.float().to(old.device)
+    weight = scale * torch.einsum("qj,jikl->qikl", c, old)
+    bias = scale * c @ ab_head.bias.float() - (c**2).sum(dim=1) / (2 * HEAD_SIGMA**2)
+    head.weight.copy_(weight.movedim(0, axis).to(head.weight.dtype))
+    head.bias.copy_(bias.to(head.bias.dtype))

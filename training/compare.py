@@ -99,6 +99,12 @@ SYSTEMS: dict[str, System] = {
         about="recipe (b), Zhang et al. 2016: rebalanced cross-entropy over ab bins, "
         "annealed mean (T 0.38), + PatchGAN",
     ),
+    "zhang_abhead": System(
+        "unet_effnet_lite0",
+        train={"output_space": "bins", "bins_head": "ab"},
+        about="(b) with its bin head made from the start's ab head (a Gaussian, sigma 10, "
+        "around the start's colours) instead of the prior",
+    ),
     # 0.2: the shortfall's gradient on ab is about 4.5 times the L1 x 100 term's per unit of
     # weight (the shipped general specialist on 16 v2 train crops: 0.62 vs 0.14), so 0.2
     # pulls about as hard as the L1 term does
@@ -109,7 +115,7 @@ SYSTEMS: dict[str, System] = {
     ),
 }
 
-RECIPES = ("l1gan", "zhang", "colourful")
+RECIPES = ("l1gan", "zhang", "zhang_abhead", "colourful")
 
 TABLE_COLUMNS = {
     "system": "system",

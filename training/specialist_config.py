@@ -79,6 +79,13 @@ class TrainConfig:
     bins_temperature: float = option(
         TEMPERATURE, help="bins: the annealed mean's softmax temperature (1: mean, ->0: mode)"
     )
+    bins_head: str = option(
+        "prior",
+        choices=("prior", "ab"),
+        help="bins, with --init-from an ab specialist: start the new head at the prior "
+        "(bias = log prior: a grey first colouring) or from the start's ab head (a Gaussian "
+        "around the colours it predicted: the run starts at its colours)",
+    )
     bins_photos: int = option(
         PRIOR_PHOTOS, help="bins: training photos whose 64 px crops give the bins and the prior"
     )
@@ -128,7 +135,7 @@ class TrainConfig:
 ARCHITECTURE = ("arch", "arch_args", "disc", "disc_args", "spectral_norm")
 RESUME_FIELDS = (
     *ARCHITECTURE,
-    *("output_space", "bins_temperature", "bins_photos"),
+    *("output_space", "bins_temperature", "bins_photos", "bins_head"),
     *("init_from", "size", "domain", "seed", "batch_size"),
 )
 

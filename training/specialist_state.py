@@ -22,7 +22,7 @@ from specialists.checkpoint import (
     with_prefix,
 )
 from specialists.output import output_space
-from training.colour_bins import ColourBins, bins_from_photos
+from training.colour_bins import ColourBins, bins_from_photos, head_from_ab
 from training.optim_state import optimizer_from_tensors, optimizer_to_tensors
 from training.specialist_config import ARCHITECTURE, RESUME_FIELDS, TrainConfig
 
@@ -84,6 +84,9 @@ def build_models(
             + (f"; new: {', '.join(fresh)}" if fresh else ""),
             flush=True,
         )
+        if bins is not None and config.bins_head == "ab":  # an ab start: rgb cannot be bins
+            head_from_ab(generator.output_layer, start.output_layer, bins.centres)
+            print("the bin head starts from the ab head: at the start's colours", flush=True)
     return generator, discriminator, {} if bins is None else {"colour_bins": bins.describe()}
 
 
