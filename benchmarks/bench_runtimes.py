@@ -37,18 +37,10 @@ sys.path.insert(0, str(REPO))
 
 import specialists  # noqa: E402
 from common.fold import fold_batchnorm  # noqa: E402
-from serve.precision import cpu_has_amx, cpu_name  # noqa: E402
+from serve.precision import CpuAutocast, cpu_has_amx, cpu_name  # noqa: E402
 
 SHAPES = ((128, 128), (128, 160), (128, 192))
 BATCH = 8
-
-
-def _bf16(model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    def run(x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast("cpu", torch.bfloat16):
-            return model(x).float()
-
-    return run
 
 
 def _onnxruntime(model: torch.nn.Module, threads: int, folder: Path) -> Callable | str:
@@ -89,7 +81,7 @@ def main() -> None:
     runtimes: dict[str, Callable] = {
         "eager_fp32": eager,
         "folded_fp32": folded,
-        "folded_bf16": _bf16(folded),
+        "folded_bf16": CpuAutocast(folded, torch.bfloat16),
     }
     skipped: dict[str, str] = {}
     compile_seconds: dict[str, float] = {}
@@ -101,7 +93,10 @@ def main() -> None:
             runtimes["onnxruntime_fp32"] = ort_run
         if args.compile:
             compiled = torch.compile(folded, dynamic=True)
-            for name, fn in (("compiled_fp32", compiled), ("compiled_bf16", _bf16(compiled))):
+            for name, fn in (
+                ("compiled_fp32", compiled),
+                ("compiled_bf16", CpuAutocast(compiled, torch.bfloat16)),
+            ):
                 start = time.perf_counter()
                 with torch.inference_mode():
                     fn(torch.zeros(BATCH, 1, *SHAPES[0]))

@@ -94,11 +94,8 @@ class Colorizer:
         # into their convolutions (common.fold) and channels-last (oneDNN's fast path).
         self.dtype = generator_dtype(precision, self.device)
         self.generators = {name: self._served(g, self.dtype) for name, g in generators.items()}
-        if judge is not None:
-            judge = copy.copy(judge)
-            judge.discriminators = {
-                name: self._served(d, torch.float32) for name, d in judge.discriminators.items()
-            }
+        for disc in judge.discriminators.values() if judge is not None else ():
+            self._served(disc, torch.float32)  # in place: float32 needs no wrapper
         self.judge = judge
         self.size = int(size)
         self.threshold = float(router.threshold if threshold is None else threshold)
@@ -120,7 +117,6 @@ class Colorizer:
         return other
 
     def _served(self, model: nn.Module, dtype: torch.dtype) -> nn.Module:
-        model = model.module if isinstance(model, CpuAutocast) else model  # served already
         served = fold_batchnorm(model, inplace=True)
         served.to(self.device, memory_format=torch.channels_last)
         return served if dtype == torch.float32 else CpuAutocast(served, dtype)
