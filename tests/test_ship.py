@@ -16,6 +16,7 @@ from tests.serve_support import save_specialist, tiny_router
 from tests.test_router_data import _photo
 from training.data import is_held_out
 from training.ship.cli import main as ship_main
+from training.ship.model_cards import data_terms
 from training.ship.model_cards import main as cards_main
 from training.train_specialist import TrainConfig, train
 
@@ -54,10 +55,19 @@ def test_ship_then_cards_give_a_folder_serving_loads(tmp_path, capsys):
 
     assert cards_main(["--weights", str(out)]) == 0
     card = (out / "specialists" / "warm.md").read_text()
-    assert "research only" in card and "chroma gain" in card and "2 steps" in card
+    assert "chroma gain" in card and "2 steps" in card
+    assert f"photos in `{data}`" in card and "state them here" in card  # unknown data's terms
     assert "Not evaluated yet" in card
     router_card = (out / "router" / "MODEL_CARD.md").read_text()
-    assert "research only" in router_card and "held out of train" in router_card
+    assert "state them here" in router_card and "held out of train" in router_card
+
+
+def test_cards_name_the_known_collections_and_their_terms():
+    v1 = data_terms("/somewhere/colorize-v1")
+    v2 = data_terms("../shared/data/colorize-v2")
+    assert "**colorize-v1**" in v1 and "UTKFace" in v1 and "research only" in v1
+    assert "**colorize-v2**" in v2 and "Stanford Cars" in v2 and "UTKFace" in v2
+    assert "research only" in v2 and "state them" not in v2
 
 
 def test_ship_names_what_is_missing(tmp_path, capsys):

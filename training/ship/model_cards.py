@@ -3,7 +3,8 @@
     python -m training.ship.model_cards --weights weights --evaluation runs/eval/evaluation.json
 
 Each card says what the model is, what it was trained on and under which terms (colorize-v1
-is for non-commercial research only, and so is everything trained on it), how it was trained
+and colorize-v2 are for non-commercial research only, and so is everything trained on them;
+other data is named, its terms left for its owner to state), how it was trained
 (steps, batch, resolution, hardware, time), how it is served (chroma gain, threshold) and
 what it scores on validation (from ``training.evaluate``'s JSON). Everything comes from files
 a command wrote; nothing is typed in by hand.
@@ -23,17 +24,41 @@ from specialists.checkpoint import CheckpointError, read_config
 from specialists.output import TEMPERATURE
 
 CARD = "MODEL_CARD.md"
-DATA_TERMS = """\
-## Data and licence terms
+RESEARCH_ONLY = (
+    "**These weights inherit the research-only terms: use them for non-commercial research "
+    "only.** The project's code is MIT; the weights are not. Labels come from the source "
+    "collections and are noisy."
+)
+V1_TERMS = (
+    "photos from UTKFace, Intel Image Classification, ImageNet sample images and "
+    "clothing-dataset-small. Its terms: portraits (UTKFace) are for non-commercial research "
+    "only and their copyright stays with the photos' owners; the Intel scenes carry no licence "
+    "and are treated as research only; ImageNet samples fall under the ImageNet terms "
+    "(non-commercial research); the clothing photos are CC0."
+)
+DATA_TERMS = {
+    "colorize-v1": f"**colorize-v1** (`train/` split; {V1_TERMS})",
+    "colorize-v2": (
+        "**colorize-v2** (`train/` split): every colorize-v1 photo ("
+        + V1_TERMS
+        + ") plus people in scenes (Stanford 40 Actions, Clothing Co-Parsing, Leeds Sports "
+        "Pose Extended: research use; a pedestrian-behaviour collection of unknown terms: "
+        "research only) and everyday scenes (a Places365 subset: research and education only; "
+        "Kaggle Dogs vs Cats: research only; Stanford Cars: non-commercial research only)."
+    ),
+}
 
-Trained on **colorize-v1** (`train/` split; photos from UTKFace, Intel Image Classification,
-ImageNet sample images and clothing-dataset-small). Its terms: portraits (UTKFace) are for
-non-commercial research only and their copyright stays with the photos' owners; the Intel
-scenes carry no licence and are treated as research only; ImageNet samples fall under the
-ImageNet terms (non-commercial research); the clothing photos are CC0. **These weights
-inherit the research-only terms: use them for non-commercial research only.** The project's
-code is MIT; the weights are not. Labels come from the source collections and are noisy.
-"""
+
+def data_terms(root: str | None) -> str:
+    """The card's data section: the known collection the model learnt from, and its terms."""
+    name = Path(root or "").name
+    if name in DATA_TERMS:
+        return f"## Data and licence terms\n\nTrained on {DATA_TERMS[name]} {RESEARCH_ONLY}\n"
+    return (
+        f"## Data and licence terms\n\nTrained on the photos in `{root or 'an unrecorded folder'}`."
+        " These weights carry the terms of those photos: state them here before sharing the "
+        "weights.\n"
+    )
 
 
 def _hours(seconds: float | None) -> str:
@@ -103,8 +128,8 @@ def specialist_card(path: Path, evaluation: dict | None) -> str:
 the Pix2Pix generator that colours photos the router sends to **{domain}**, and the
 discriminator that judges its colourings when the router is unsure.
 
-{DATA_TERMS}
-This specialist saw `train/{domain}` only ({data.get("train_images", "?")} photos).
+{data_terms(data.get("root"))}
+This specialist saw `train/{domain}` only ({data.get("train_images", "?")} photos){_start(train)}.
 
 ## Architecture
 
@@ -131,6 +156,12 @@ between resumed sessions left out). Last in-training validation (first {train.ge
 {serving}
 
 {_evaluation_section(evaluation, [f"specialist:{domain}", "fallback"])}"""
+
+
+def _start(train: dict) -> str:
+    """How the run began: fine-tuned from a trained specialist, or fresh."""
+    start = train.get("init_from")
+    return f", starting from the specialist `{start}` (fine-tuned)" if start else ""
 
 
 def _output(gen_spec: dict) -> str:
@@ -200,7 +231,7 @@ def router_card(folder: Path, evaluation: dict | None) -> str:
 `router/` ({size:.1f} MiB: `router.safetensors` float16 network, `router.faiss` kNN index,
 their JSON configs): decides which specialist colours a grayscale photo, and how sure it is.
 
-{DATA_TERMS}
+{data_terms(data.get("root"))}
 ## Architecture
 
 `{training.get("arch")}`: ImageNet-pretrained EfficientNet-Lite0 (offline weights) on the
