@@ -14,7 +14,7 @@ from common.lab import join_lab, split_lab
 from specialists.attention import SelfAttention2d
 from specialists.autoencoder import FusionEncoderDecoder
 from specialists.output import output_space, predict_ab, to_ab
-from training.losses import gan_loss, halves, matched_features
+from training.losses import gan_loss, halves, judged_beside_real, matched_features
 from training.train_specialist import TrainConfig, train
 
 
@@ -168,6 +168,35 @@ def test_gan_loss_averages_over_scales_and_halves_splits_each_scale():
     assert torch.equal(fake[1], logits[1][:2]) and torch.equal(real[0], logits[0][2:])
     single = torch.randn(4, 1, 3, 3)
     assert torch.equal(halves(single)[1], single[2:])
+
+
+def test_a_batch_norm_discriminator_judges_fakes_differently_alone_and_beside_real_photos():
+    torch.manual_seed(0)
+    d = discriminators.create_model("patchgan", ndf=8).train()  # batch norm, as in training
+    l_norm, real = torch.rand(4, 1, 64, 64) * 2 - 1, torch.rand(4, 2, 64, 64) - 0.5
+    fake = 0.2 * real  # the pale L1 hedge
+    beside = judged_beside_real(d, l_norm, fake, real)
+    stacked = d(torch.cat((l_norm, l_norm)), torch.cat((fake, real)))
+    torch.testing.assert_close(beside, halves(stacked)[0])
+    assert (beside - d(l_norm, fake)).abs().mean() > 0.05  # alone: another discriminator
+
+
+def test_every_discriminator_call_of_an_adversarial_step_sees_fakes_beside_real_photos():
+    from training.specialist_config import TrainConfig
+    from training.specialist_state import Nets
+    from training.train_specialist import train_step
+
+    torch.manual_seed(0)
+    generator = specialists.create_model("unet", ngf=8, num_downs=5)
+    d = discriminators.create_model("patchgan", ndf=8)
+    nets = Nets(
+        generator, d, torch.optim.Adam(generator.parameters()), torch.optim.Adam(d.parameters())
+    )
+    batches = []
+    d.register_forward_pre_hook(lambda module, args: batches.append(args[0].shape[0]))
+    rgb = torch.rand(3, 3, 64, 64)
+    losses = train_step(nets, generator, d, rgb, TrainConfig(data="x", out="y"), adversarial=True)
+    assert batches == [6, 6] and {"loss_d", "loss_g_gan"} <= set(losses)
 
 
 @pytest.mark.parametrize(

@@ -40,6 +40,22 @@ def halves(logits: Logits) -> tuple[Logits, Logits]:
     return [a for a, _ in pairs], [b for _, b in pairs]
 
 
+def judged_beside_real(
+    discriminator: nn.Module, l_norm: torch.Tensor, fake: torch.Tensor, real: torch.Tensor
+) -> Logits:
+    """The discriminator's patch logits for ``fake``, computed in one batch with ``real``.
+
+    A batch-norm discriminator (PatchGAN) normalises whatever batch it is given. Judged
+    alone, a batch of fakes is normalised by its own statistics, which removes much of what
+    tells it from real photos: the generator then trains against a discriminator that its
+    own step never faces (D's loss fell to 0.03 while G's adversarial loss sat at 0.15, both
+    sides 'winning'). Beside the real half, as in the discriminator's step, the generator
+    is judged by the discriminator it is up against.
+    """
+    logits = discriminator(torch.cat((l_norm, l_norm)), torch.cat((fake, real)))
+    return halves(logits)[0]
+
+
 def matched_features(
     discriminator: nn.Module, l_norm: torch.Tensor, fake: torch.Tensor, real: torch.Tensor
 ) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -47,11 +63,13 @@ def matched_features(
 
     The loss is the L1 distance between the discriminator's intermediate activations for the
     fake and for the real ab, averaged over layers and scales; the real side is a fixed
-    target (no gradient). It needs a discriminator with ``features(l_norm, ab_norm)``.
+    target (no gradient). Both halves go through in one batch, for the reason
+    :func:`judged_beside_real` gives. It needs a discriminator with ``features(l_norm,
+    ab_norm)``.
     """
-    fake_features = discriminator.features(l_norm, fake)
-    with torch.no_grad():
-        real_features = discriminator.features(l_norm, real)
+    both = discriminator.features(torch.cat((l_norm, l_norm)), torch.cat((fake, real)))
+    fake_features = [[f.chunk(2)[0] for f in scale] for scale in both]
+    real_features = [[f.chunk(2)[1].detach() for f in scale] for scale in both]
     per_scale = [
         torch.stack([F.l1_loss(f, r) for f, r in zip(fakes[:-1], reals[:-1])]).mean()
         for fakes, reals in zip(fake_features, real_features)

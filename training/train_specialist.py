@@ -43,6 +43,7 @@ from training.losses import (
     colourfulness_shortfall,
     gan_loss,
     halves,
+    judged_beside_real,
     matched_features,
     rebalanced_cross_entropy,
 )
@@ -121,7 +122,7 @@ def train_step(
             loss_g = loss_g + config.feature_matching * loss_fm
             losses["loss_g_fm"] = loss_fm.item()
         else:
-            fake_logits = discriminator(l_norm, fake)
+            fake_logits = judged_beside_real(discriminator, l_norm, fake, ab)
         loss_gan = gan_loss(fake_logits, True, config.gan_mode)
         loss_g = loss_g + config.gan_weight * loss_gan
         losses["loss_g_gan"] = loss_gan.item()
