@@ -39,7 +39,10 @@ def test_ship_then_cards_give_a_folder_serving_loads(tmp_path, capsys):
     out = tmp_path / "weights"
     args = ["--data", str(data), "--out", str(out), "--router", str(tmp_path / "router")]
     assert ship_main([*args, *(f"--specialist={r}" for r in runs), "--no-progress"]) == 0
-    assert "chroma gain" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "chroma gain" in printed
+    # the restraint is fitted and said so (its list of skipped photos once read as "not fitted")
+    assert "colour restraint fitted on" in printed and (out / "restraint.safetensors").is_file()
     router_tensors = (out / "router" / "router.safetensors").read_bytes()
     assert b'"dtype":"F16"' in router_tensors and b'"dtype":"F32"' not in router_tensors
     for domain in ("cool", "warm"):

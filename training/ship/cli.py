@@ -82,7 +82,7 @@ def ship(
     try:
         restraint = fit_restraint.fit(data, out, progress=progress, per_domain=per_domain)
     except UsageError as exc:  # too few held-out photos: serve without it
-        restraint = {"skipped": str(exc)}
+        restraint = {"not_fitted": str(exc)}
     return {"chroma": chroma, "judge": judge, "restraint": restraint}
 
 
@@ -252,8 +252,8 @@ def run(args: argparse.Namespace, forwarded: list[str]) -> int:
     sel = result["judge"]["selection"]
     print(f"judge calibrated on {sel['photos']} held-out photos")
     restraint = result["restraint"]
-    if "skipped" in restraint:
-        print(f"no per-photo colour restraint: {restraint['skipped']}")
+    if "not_fitted" in restraint:
+        print(f"no per-photo colour restraint: {restraint['not_fitted']}")
     else:
         gain = restraint["figures"]["overall"]
         print(
