@@ -199,3 +199,13 @@ def remove_stale_temps(folder: str | Path, *, root: str | Path | None = None) ->
     finally:
         os.close(dir_fd)
     return removed
+
+
+def visible_files(folder: str | Path) -> list[Path]:
+    """Every file below ``folder``, sorted: hidden files and folders skipped, and no symbolic
+    link to a folder followed (a link loop would list the same files over and over)."""
+    found = []
+    for top, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]  # links to folders are not walked
+        found += [Path(top, name) for name in files if not name.startswith(".")]
+    return sorted(found)

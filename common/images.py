@@ -25,7 +25,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .files import atomic_write
+from .files import atomic_write, visible_files
 from .links import follow_link_file
 
 MAX_SIDE = 16384
@@ -98,11 +98,7 @@ def is_image_file(path: Path) -> bool:
 def image_files(folder: str | Path) -> list[Path]:
     """Image files below ``folder``, sorted: hidden files and folders skipped, and no symbolic
     link to a folder followed (a link loop would list the same photos over and over)."""
-    found = []
-    for top, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]  # links to folders are not walked
-        found += [Path(top, name) for name in files if is_image_file(Path(top, name))]
-    return sorted(found)
+    return [path for path in visible_files(folder) if is_image_file(path)]
 
 
 def _colour_kind(rgb: np.ndarray) -> str:

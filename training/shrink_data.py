@@ -13,7 +13,6 @@ rest are still copied (exit 1). Text files such as ``manifest.csv`` are copied a
 """
 
 import argparse
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +21,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from common.cli import HelpFormatter, UsageError, plain, run_command
-from common.files import atomic_write_bytes
+from common.files import atomic_write_bytes, visible_files
 from common.images import ImageReadError, image_files, read_image, save_image
+from training.data import evenly_spaced
 
 TEXT_SUFFIXES = {".csv", ".md", ".txt", ".json"}
 
@@ -70,19 +70,6 @@ def clashing_names(photos: list[Path], src: Path, dst: Path) -> list[str]:
     return clashes
 
 
-def text_files(folder: Path) -> list[Path]:
-    """The data's notes (README, manifest) below ``folder``, walked like ``image_files``."""
-    found = []
-    for top, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found += [
-            Path(top, name)
-            for name in files
-            if Path(name).suffix.lower() in TEXT_SUFFIXES and not name.startswith(".")
-        ]
-    return sorted(found)
-
-
 def evenly_spread(photos: list[Path], limit: int | None) -> list[Path]:
     """At most ``limit`` photos of each folder, evenly spaced over its sorted names (so every
     source tag of a folder keeps its share)."""
@@ -91,11 +78,7 @@ def evenly_spread(photos: list[Path], limit: int | None) -> list[Path]:
     folders: dict[Path, list[Path]] = {}
     for photo in photos:
         folders.setdefault(photo.parent, []).append(photo)
-    kept = []
-    for members in folders.values():
-        step = max(1.0, len(members) / limit)
-        kept += [members[int(i * step)] for i in range(min(limit, len(members)))]
-    return sorted(kept)
+    return sorted(path for members in folders.values() for path in evenly_spaced(members, limit))
 
 
 def shrink_folder(
@@ -113,7 +96,7 @@ def shrink_folder(
     if clashes:
         raise UsageError("; ".join(clashes[:3]) + (" ..." if len(clashes) > 3 else ""))
     report = ShrinkReport()
-    for text in text_files(src):
+    for text in (path for path in visible_files(src) if path.suffix.lower() in TEXT_SUFFIXES):
         atomic_write_bytes(dst / text.relative_to(src), text.read_bytes())
     for photo in tqdm(photos, desc="resizing", unit="photo", disable=not progress):
         target = destination(photo, src, dst)
