@@ -241,6 +241,17 @@ def test_init_from_fine_tunes_a_trained_specialist(photo_folder, tmp_path):
     assert json.loads((tuned / "checkpoint.json").read_text())["step"] == 2
 
 
+def test_init_from_a_run_folder_starts_from_its_checkpoint(photo_folder, tmp_path):
+    first = tmp_path / "first"
+    train(_config(photo_folder, first, steps=2, warmup_steps=2, lr=2e-3))
+    tuned = tmp_path / "tuned"
+    train(_config(photo_folder, tuned, steps=1, lr=0.0, init_from=str(first)))
+    a = load_file(first / "checkpoint.safetensors")
+    b = load_file(tuned / "checkpoint.safetensors")
+    weights = [k for k in a if k.startswith("generator.") and k.endswith(".weight")]
+    assert weights and all(torch.equal(a[k], b[k]) for k in weights)
+
+
 def test_init_from_a_missing_file_is_a_usage_error(photo_folder, tmp_path):
     config = _config(photo_folder, tmp_path / "run", steps=1, init_from=str(tmp_path / "no.st"))
     with pytest.raises(UsageError, match="--init-from"):

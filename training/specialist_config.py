@@ -45,7 +45,8 @@ class TrainConfig:
     init_from: str | None = option(
         None,
         metavar="SPECIALIST",
-        help="fine-tune: start from this exported specialist or checkpoint (its architecture, "
+        help="fine-tune: start from this exported specialist, checkpoint or run folder (its "
+        "architecture, "
         "generator and discriminator weights; fresh optimizer, step 0)",
     )
     disc: str = option(

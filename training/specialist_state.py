@@ -127,9 +127,13 @@ def load_matching(
 
 def warm_start(config: TrainConfig) -> tuple[nn.Module, nn.Module]:
     """Generator and discriminator of an exported specialist or a training checkpoint; the
-    run takes their architecture (a fine-tune keeps the shape it starts from)."""
+    run takes their architecture (a fine-tune keeps the shape it starts from). A run folder
+    stands for its checkpoint, as it does for ``training.ship --specialist``."""
+    source = Path(config.init_from)
+    if source.is_dir():
+        source = source / CHECKPOINT
     try:
-        tensors, saved = load_checkpoint(config.init_from)
+        tensors, saved = load_checkpoint(source)
         generator = build_from_checkpoint(tensors, saved, "generator", specialists.create_model)
         discriminator = build_from_checkpoint(
             tensors, saved, "discriminator", discriminators.create_model
