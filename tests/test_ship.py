@@ -14,7 +14,7 @@ from serve import Colorizer
 from tests.conftest import make_split_folder
 from tests.serve_support import save_specialist, tiny_router
 from tests.test_router_data import _photo
-from training.data import is_held_out
+from training.data import find_images, is_held_out
 from training.ship.cli import main as ship_main
 from training.ship.model_cards import data_terms
 from training.ship.model_cards import main as cards_main
@@ -63,6 +63,20 @@ def test_ship_then_cards_give_a_folder_serving_loads(tmp_path, capsys):
     assert "Not evaluated yet" in card
     router_card = (out / "router" / "MODEL_CARD.md").read_text()
     assert "state them here" in router_card and "held out of train" in router_card
+
+
+def test_ship_fits_the_restraint_on_every_held_out_photo(tmp_path, capsys):
+    # --per-domain caps the chroma and judge photos; the restraint's neighbour table takes all
+    data = make_split_folder(tmp_path / "data", per_domain=(80, 1), size=32)
+    held = [p for d in ("cool", "warm") for p in find_images(data, "holdout", d)]
+    assert len(held) > 2
+    tiny_router(("cool", "warm")).save(tmp_path / "router")
+    runs = [f"--specialist={d}={_run(data, tmp_path / d, d)}" for d in ("cool", "warm")]
+    args = ["--data", str(data), "--out", str(tmp_path / "w"), "--router", str(tmp_path / "router")]
+    assert ship_main([*args, *runs, "--per-domain", "1", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "(1 held-out photos)" in printed
+    assert f"colour restraint fitted on {len(held)} held-out photos" in printed
 
 
 def test_cards_name_the_known_collections_and_their_terms():

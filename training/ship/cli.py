@@ -14,8 +14,8 @@ new domain. In order, each step printing what it does:
    (training.ship.export); kept specialists are copied;
 3. each specialist's chroma gain is fitted on held-out photos (training.ship.fit_chroma);
 4. the fallback judge is calibrated on the same held-out photos (training.ship.calibrate_judge);
-5. the per-photo colour restraint is fitted on them (training.ship.fit_restraint), when there are
-   enough held-out photos.
+5. the per-photo colour restraint is fitted on every held-out photo (training.ship.fit_restraint:
+   a table of neighbours, better with more), when there are enough of them.
 Val is never looked at. The result is what python -m serve.colorize --weights OUT loads.
 
 Any flag not listed below goes to every train_specialist run (see its --help); the router's
@@ -80,7 +80,7 @@ def ship(
     chroma = fit_chroma.fit(data, out, per_domain, progress=progress)
     judge = calibrate_judge.calibrate(data, out, per_domain=per_domain, progress=progress)
     try:
-        restraint = fit_restraint.fit(data, out, progress=progress, per_domain=per_domain)
+        restraint = fit_restraint.fit(data, out, progress=progress)  # all: more neighbours
     except UsageError as exc:  # too few held-out photos: serve without it
         restraint = {"not_fitted": str(exc)}
     return {"chroma": chroma, "judge": judge, "restraint": restraint}

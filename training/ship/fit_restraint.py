@@ -31,7 +31,7 @@ from serve.colorizer import Colorizer
 from serve.restraint import DEFAULT_K, RESTRAINT_FILE, Restraint, save_restraint
 from serve.weights import WeightsError, locate_weights, weights_fingerprints
 from specialists.metrics import psnr
-from training.data import HOLDOUT, evenly_spaced, find_images, list_domains
+from training.data import HOLDOUT, find_images, list_domains
 
 STRENGTHS = tuple(round(0.1 * i, 1) for i in range(11))  # 0 (gray) .. 1 (the model's colour)
 
@@ -124,15 +124,9 @@ def fit(
     split: str = HOLDOUT,
     batch_size: int = 16,
     progress: bool = True,
-    per_domain: int | None = None,
 ) -> dict:
-    """Measure, cross-validate and write ``weights/restraint.safetensors``; the figures.
-    ``per_domain`` caps the photos of each domain (evenly spaced), None takes them all."""
-    paths = [
-        path
-        for domain in list_domains(data)
-        for path in evenly_spaced(find_images(data, split, domain), per_domain or 10**9)
-    ]
+    """Measure, cross-validate and write ``weights/restraint.safetensors``; the figures."""
+    paths = [path for domain in list_domains(data) for path in find_images(data, split, domain)]
     if not paths:
         raise UsageError(f"{data}: no photos in its {split!r} split")
     try:
