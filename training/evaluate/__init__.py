@@ -41,7 +41,9 @@ matrices ``psnr``, ``colourfulness_gap``, ``colourfulness_gap_pct``), ``routing`
 ``fallback_fraction``), ``below_threshold`` (``photos``, ``threshold``, ``argmax``,
 ``fallback`` and ``oracle`` summaries on exactly the photos that fell back,
 ``judge_picked_true_domain``), ``targets`` (list of {``target``, ``status``: met / missed /
-not applicable, ``values``}), ``classifier`` ({name, available, note}), ``per_photo``,
+not applicable, ``values``}), ``seen_in_training`` (specialist -> {``photos``: how many of
+the evaluated photos it or what it was fine-tuned from trained on, ``by_source``,
+``trained_on``, ``untraced``}: figures on those photos are in-sample), ``classifier`` ({name, available, note}), ``per_photo``,
 ``unreadable``, ``skipped`` (photos outside the router's domains), ``notes``, and the paths
 ``json``, ``markdown``, ``grid`` written.
 
@@ -50,7 +52,8 @@ Exit codes: 0 done (unreadable files are reported, not fatal), 1 nothing could b
 
 The package, by job: ``photos`` (the labelled photos, the limit, decoding), ``scoring``
 (colour every candidate, measure it), ``agreement`` (the ImageNet classifier), ``report``
-(the systems and their tables), ``targets``, ``render`` (markdown and grid) and ``cli``;
+(the systems and their tables), ``targets``, ``seen`` (which photos each specialist learnt
+from), ``render`` (markdown and grid) and ``cli``;
 the measures it shares with ``training.compare``: ``quality`` (PSNR, SSIM, colourfulness,
 tables, grids) and ``realism`` (Frechet distance, hue and chroma statistics); and
 ``python -m training.evaluate.dedup``, which finds near-identical photos across splits.

@@ -14,12 +14,13 @@ from common.cli import UsageError, run_command
 from common.files import atomic_write_json, atomic_write_text
 from common.splits import SPLITS
 from serve.colorizer import Colorizer
-from serve.weights import WeightsError, default_weights_dir
+from serve.weights import WeightsError, default_weights_dir, locate_weights
 from training.evaluate.agreement import CLASSIFIER, load_classifier
 from training.evaluate.photos import Item, find_items, grid_sample, select
 from training.evaluate.render import save_grid, to_markdown
 from training.evaluate.report import build_report
 from training.evaluate.scoring import Run, colour_all
+from training.evaluate.seen import seen_in_training
 
 EXIT_OK, EXIT_NOTHING = 0, 1
 
@@ -159,6 +160,9 @@ def evaluate(args: argparse.Namespace) -> int:
         skipped=skipped,
         classifier={"name": CLASSIFIER, "available": classifier is not None, "note": note},
         notes=[*colorizer.warnings, *([note] if note else [])],
+        seen_in_training=seen_in_training(
+            locate_weights(weights).specialists, [args.data / p.path for p in run.scored]
+        ),
     )
     markdown = to_markdown(report)
     print(markdown)

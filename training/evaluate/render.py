@@ -105,6 +105,7 @@ def to_markdown(report: dict) -> str:
     lines.append(
         markdown_table(target_rows, {"target": "target", "status": "status", "values": "numbers"})
     )
+    lines += _seen_md(report.get("seen_in_training", {}), report["photos"])
     notes = list(report.get("notes", []))
     notes += [f"unreadable: {u['path']}: {u['reason']}" for u in report["unreadable"]]
     if report.get("skipped"):
@@ -112,6 +113,27 @@ def to_markdown(report: dict) -> str:
     if notes:
         lines += ["## Notes", "", *(f"- {n}" for n in notes), ""]
     return "\n".join(lines)
+
+
+def _seen_md(seen: dict, photos: int) -> list[str]:
+    """Which specialists learnt from some of these photos: their figures there are in-sample."""
+    if not seen:
+        return []
+    lines = ["## Photos the specialists learnt from", ""]
+    for domain, found in seen.items():
+        untraced = "; not traced: " + "; ".join(found["untraced"]) if found["untraced"] else ""
+        if found["photos"] is None:
+            lines.append(f"- {domain}: unknown{untraced}")
+        elif found["photos"] == 0:
+            lines.append(f"- {domain}: none of these {photos} photos{untraced}")
+        else:
+            sources = ", ".join(f"{k} {v}" for k, v in found["by_source"].items())
+            lines.append(
+                f"- {domain}: **{found['photos']} of these {photos} photos** ({sources}) were "
+                f"training photos of it or of what it was fine-tuned from (trained on "
+                f"{', '.join(found['trained_on'])}): its figures on them are in-sample{untraced}"
+            )
+    return [*lines, ""]
 
 
 def _sources_md(sources: dict) -> str:

@@ -1,0 +1,97 @@
+"""Which evaluated photos a specialist learnt from: its figures on them are in-sample.
+
+A specialist's config names the data it was trained on (root and domain) and, for a
+fine-tune, what it started from (``--init-from``), whose config names its own data. Every
+training photo along that chain is found again (links followed, paths resolved), so an
+evaluation can say how many of its photos a model has already seen: colorize-v2's holdout
+slice of colorize-v1, for one, is colorize-v1 ``train`` photos, which the specialists first
+trained on colorize-v1 learnt from.
+"""
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from common.links import follow_link_file
+from specialists.checkpoint import CheckpointError, read_config
+from training.data import find_images, list_domains
+from training.evaluate.realism import source_tag
+
+MAX_CHAIN = 8  # fine-tunes of fine-tunes; a loop in the configs stops here
+
+
+def real_path(path: Path) -> Path:
+    """The file a photo's bytes come from: link placeholders followed, symlinks resolved."""
+    return follow_link_file(path).resolve()
+
+
+def training_photos(root: str, domain: str | None) -> set[Path]:
+    """The photos ``train_specialist --data root --domain domain`` trained on (real paths)."""
+    folder = domain if domain in list_domains(root) else None  # None: a plain folder
+    return {real_path(p) for p in find_images(root, "train", folder)}
+
+
+def _start_config(start: str) -> dict:
+    """The config of a run's ``--init-from`` (an exported specialist, a checkpoint or a run
+    folder); CheckpointError when it is gone."""
+    path = Path(start)
+    if path.is_dir():
+        path = path / "checkpoint.safetensors"
+    if path.suffix == ".safetensors" and path.with_suffix(".json").is_file():
+        try:
+            return json.loads(path.with_suffix(".json").read_text())
+        except (OSError, ValueError):
+            pass  # the embedded copy is the authority anyway
+    return read_config(path)
+
+
+def lineage(config: dict) -> tuple[list[dict], list[str]]:
+    """([{root, domain}] of every training run behind a specialist, newest first], [what
+    could not be traced, with why])."""
+    runs: list[dict] = []
+    missing: list[str] = []
+    for _ in range(MAX_CHAIN):
+        data = config.get("data") or {}
+        if data.get("root"):
+            runs.append({"root": data["root"], "domain": data.get("domain")})
+        start = (config.get("train") or {}).get("init_from")
+        if not start:
+            return runs, missing
+        try:
+            config = _start_config(start)
+        except CheckpointError as exc:
+            missing.append(f"its start {start} ({exc})")
+            return runs, missing
+    missing.append(f"a chain of more than {MAX_CHAIN} fine-tunes")
+    return runs, missing
+
+
+def seen_by(config: dict, photos: Iterable[Path]) -> dict:
+    """How many of ``photos`` the specialist (or what it was fine-tuned from) trained on."""
+    runs, missing = lineage(config)
+    seen: set[Path] = set()
+    for run in runs:
+        try:
+            seen |= training_photos(run["root"], run["domain"])
+        except FileNotFoundError:
+            missing.append(f"its data {run['root']} (not found from here)")
+    hits = [p for p in photos if real_path(p) in seen]
+    named = (f"{r['root']} ({r['domain'] or 'all photos'})" for r in runs)
+    return {
+        "trained_on": list(dict.fromkeys(named)),
+        "photos": len(hits),
+        "by_source": dict(sorted(Counter(source_tag(p.name) for p in hits).items())),
+        "untraced": missing,
+    }
+
+
+def seen_in_training(specialists: dict[str, Path], photos: Sequence[Path]) -> dict:
+    """``domain`` -> :func:`seen_by` for each specialist file (``{domain: path}``)."""
+    found = {}
+    for domain, path in specialists.items():
+        try:
+            found[domain] = seen_by(read_config(path), photos)
+        except CheckpointError as exc:
+            found[domain] = {"photos": None, "untraced": [str(exc)]}
+    return found
