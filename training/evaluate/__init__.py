@@ -43,7 +43,8 @@ matrices ``psnr``, ``colourfulness_gap``, ``colourfulness_gap_pct``), ``routing`
 ``judge_picked_true_domain``), ``targets`` (list of {``target``, ``status``: met / missed /
 not applicable, ``values``}), ``seen_in_training`` (specialist -> {``photos``: how many of
 the evaluated photos it or what it was fine-tuned from trained on, ``by_source``,
-``trained_on``, ``untraced``}: figures on those photos are in-sample), ``classifier`` ({name, available, note}), ``per_photo``,
+``trained_on``, ``untraced``}: figures on those photos are in-sample), ``classifier``
+({name, available, note}), ``per_photo``,
 ``unreadable``, ``skipped`` (photos outside the router's domains), ``notes``, and the paths
 ``json``, ``markdown``, ``grid`` written.
 
