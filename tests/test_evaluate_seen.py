@@ -60,3 +60,21 @@ def test_evaluate_reports_the_photos_a_specialist_trained_on(tmp_path):
     markdown = Path(report["markdown"]).read_text()
     assert f"**2 of these {2 * len(DOMAINS)} photos** (cool 2)" in markdown
     assert "- warm: none of these" in markdown
+
+
+def test_unseen_leaves_the_training_photos_out(tmp_path, capsys):
+    data = make_split_folder(tmp_path / "data", per_domain=(2, 1), size=32)
+    folder = make_weights(tmp_path / "weights", DOMAINS, COLOURS, judge_sign=-1.0)
+    path = folder / "specialists" / "cool.safetensors"
+    tensors, config = load_checkpoint(path)
+    save_checkpoint(path, tensors, {**config, "data": {"root": str(data), "domain": "cool"}})
+    code, report = run_cli(data, folder, tmp_path / "out", "--split", "train", "--unseen")
+    assert code == 0 and report["unseen"] is True
+    assert report["photos_per_domain"] == {"warm": 2}  # cool's own training photos are out
+    assert "2 of 4 photos left out" in capsys.readouterr().out
+    assert "(`--unseen`)" in Path(report["markdown"]).read_text()
+    path = folder / "specialists" / "warm.safetensors"
+    tensors, config = load_checkpoint(path)
+    save_checkpoint(path, tensors, {**config, "data": {"root": str(data), "domain": "warm"}})
+    code, _ = run_cli(data, folder, tmp_path / "none", "--split", "train", "--unseen")
+    assert code == 2 and "every photo is a training photo" in capsys.readouterr().err

@@ -45,7 +45,8 @@ not applicable, ``values``}), ``seen_in_training`` (specialist -> {``photos``: h
 the evaluated photos it or what it was fine-tuned from trained on, ``by_source``,
 ``trained_on``, ``untraced``}: figures on those photos are in-sample), ``classifier``
 ({name, available, note}), ``per_photo``,
-``unreadable``, ``skipped`` (photos outside the router's domains), ``notes``, and the paths
+``unreadable``, ``skipped`` (photos outside the router's domains), ``unseen`` (whether
+``--unseen`` left the specialists' training photos out), ``notes``, and the paths
 ``json``, ``markdown``, ``grid`` written.
 
 Exit codes: 0 done (unreadable files are reported, not fatal), 1 nothing could be scored,

@@ -20,7 +20,7 @@ from training.evaluate.photos import Item, find_items, grid_sample, select
 from training.evaluate.render import save_grid, to_markdown
 from training.evaluate.report import build_report
 from training.evaluate.scoring import Run, colour_all
-from training.evaluate.seen import seen_in_training
+from training.evaluate.seen import seen_in_training, unseen
 
 EXIT_OK, EXIT_NOTHING = 0, 1
 
@@ -66,6 +66,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="an earlier evaluation.json on the same photos: the weights to beat",
     )
     p.add_argument("--limit", type=int, help="at most N photos per domain")
+    p.add_argument(
+        "--unseen",
+        action="store_true",
+        help="only photos no specialist (nor what it was fine-tuned from) trained on, chosen "
+        "before --limit: a fair comparison of weights trained on different photos",
+    )
     p.add_argument("--grid-photos", type=int, default=3, help="grid rows per domain")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--no-classifier", action="store_true", help="skip the agreement metric")
@@ -97,6 +103,10 @@ def prepare(args: argparse.Namespace) -> tuple[Colorizer, list[Item], list[str],
         raise UsageError(
             f"--general {args.general}: no such specialist (have {', '.join(colorizer.domains)})"
         )
+    if args.unseen:
+        items = leave_out_seen(items, locate_weights(args.weights).specialists)
+        if not items:
+            raise UsageError(f"{args.data}: every photo is a training photo of a specialist")
     chosen, skipped = select(items, colorizer.router.domains, args.limit)
     if not chosen:
         folders = sorted({item.domain for item in items})
@@ -105,6 +115,16 @@ def prepare(args: argparse.Namespace) -> tuple[Colorizer, list[Item], list[str],
             f"({', '.join(colorizer.router.domains)}); found {', '.join(folders)}"
         )
     return colorizer, chosen, skipped, split
+
+
+def leave_out_seen(items: list[Item], specialists: dict[str, Path]) -> list[Item]:
+    """``items`` without the training photos of any specialist (says how many went)."""
+    kept, untraced = unseen(specialists, [item.path for item in items])
+    for problem in untraced:
+        print(f"note: --unseen: not traced, so possibly seen: {problem}", file=sys.stderr)
+    keep = set(kept)
+    print(f"--unseen: {len(items) - len(keep)} of {len(items)} photos left out (trained on)")
+    return [item for item in items if item.path in keep]
 
 
 def write_outputs(report: dict, markdown: str, run: Run, args: argparse.Namespace) -> None:
@@ -158,6 +178,7 @@ def evaluate(args: argparse.Namespace) -> int:
         split=split,
         weights=str(weights),
         skipped=skipped,
+        unseen=args.unseen,
         classifier={"name": CLASSIFIER, "available": classifier is not None, "note": note},
         notes=[*colorizer.warnings, *([note] if note else [])],
         seen_in_training=seen_in_training(

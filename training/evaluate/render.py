@@ -69,7 +69,8 @@ def to_markdown(report: dict) -> str:
             "every specialist's colours scaled by the photo's restraint, as served."
             if report.get("restraint")
             else "no per-photo restraint (full strength)."
-        ),
+        )
+        + (" Only photos no specialist trained on (`--unseen`)." if report.get("unseen") else ""),
         "",
         "## Systems",
         "",

@@ -67,8 +67,8 @@ def lineage(config: dict) -> tuple[list[dict], list[str]]:
     return runs, missing
 
 
-def seen_by(config: dict, photos: Iterable[Path]) -> dict:
-    """How many of ``photos`` the specialist (or what it was fine-tuned from) trained on."""
+def learnt_from(config: dict) -> tuple[set[Path], list[dict], list[str]]:
+    """(real paths of every photo behind a specialist, its runs, what could not be traced)."""
     runs, missing = lineage(config)
     seen: set[Path] = set()
     for run in runs:
@@ -76,6 +76,12 @@ def seen_by(config: dict, photos: Iterable[Path]) -> dict:
             seen |= training_photos(run["root"], run["domain"])
         except FileNotFoundError:
             missing.append(f"its data {run['root']} (not found from here)")
+    return seen, runs, missing
+
+
+def seen_by(config: dict, photos: Iterable[Path]) -> dict:
+    """How many of ``photos`` the specialist (or what it was fine-tuned from) trained on."""
+    seen, runs, missing = learnt_from(config)
     hits = [p for p in photos if real_path(p) in seen]
     named = (f"{r['root']} ({r['domain'] or 'all photos'})" for r in runs)
     return {
@@ -84,6 +90,21 @@ def seen_by(config: dict, photos: Iterable[Path]) -> dict:
         "by_source": dict(sorted(Counter(source_tag(p.name) for p in hits).items())),
         "untraced": missing,
     }
+
+
+def unseen(specialists: dict[str, Path], photos: Sequence[Path]) -> tuple[list[Path], list[str]]:
+    """(the photos no specialist, nor what it was fine-tuned from, trained on; what could not
+    be traced, so may still have been seen)."""
+    seen: set[Path] = set()
+    untraced = []
+    for domain, path in specialists.items():
+        try:
+            found, _, missing = learnt_from(read_config(path))
+        except CheckpointError as exc:
+            found, missing = set(), [str(exc)]
+        seen |= found
+        untraced += [f"{domain}: {m}" for m in missing]
+    return [p for p in photos if real_path(p) not in seen], untraced
 
 
 def seen_in_training(specialists: dict[str, Path], photos: Sequence[Path]) -> dict:
