@@ -1,6 +1,5 @@
 """training.evaluate.seen: which evaluated photos a specialist (or its start) trained on."""
 
-import json
 from pathlib import Path
 
 from specialists.checkpoint import load_checkpoint, save_checkpoint
@@ -8,7 +7,8 @@ from tests.conftest import make_split_folder
 from tests.serve_support import make_weights
 from tests.test_evaluate import COLOURS, DOMAINS, run_cli
 from training.data import find_images
-from training.evaluate.seen import lineage, seen_by
+from training.evaluate.seen import seen_by
+from training.lineage import lineage
 
 
 def _config(root: Path, domain: str, start: Path | None = None) -> dict:
@@ -28,15 +28,29 @@ def test_photos_of_the_training_split_are_seen_through_links_and_fine_tunes(tmp_
     v1_val = find_images(first, "val", "warm")
     photos = [held / "warm_000.png", *v1_val, *find_images(second, "train", "warm")]
 
-    start = tmp_path / "start.json"  # what the fine-tune started from: trained on v1
-    start.write_text(json.dumps(_config(first, "warm")))
-    tuned = _config(second, "warm", start.with_suffix(".safetensors"))
+    start = tmp_path / "start.safetensors"  # what the fine-tune started from: trained on v1
+    save_checkpoint(start, {}, _config(first, "warm"))
+    tuned = _config(second, "warm", start)
     runs, missing = lineage(tuned)
     assert [r["root"] for r in runs] == [str(second), str(first)] and missing == []
     found = seen_by(tuned, photos)
     assert found["photos"] == 3 and found["by_source"] == {"warm": 3}  # link + v2's 2 train
     alone = seen_by(_config(second, "warm"), photos)  # without the start: only v2's own
     assert alone["photos"] == 2 and alone["untraced"] == []
+
+
+def test_a_recorded_lineage_wins_and_an_overwritten_start_is_said(tmp_path):
+    recorded = _config(tmp_path / "v2", "warm", tmp_path / "gone.safetensors")
+    recorded["data"]["learnt_from"] = [{"root": "v1", "domain": "warm"}]
+    assert lineage(recorded) == (
+        [{"root": str(tmp_path / "v2"), "domain": "warm"}, {"root": "v1", "domain": "warm"}],
+        [],
+    )
+    # a start file replaced by its own fine-tune (weights/ overwritten): a loop, said so
+    looped = tmp_path / "model.safetensors"
+    save_checkpoint(looped, {}, _config(tmp_path / "v2", "warm", looped))
+    runs, missing = lineage(_config(tmp_path / "v2", "warm", looped))
+    assert len(runs) == 2 and "overwritten" in missing[0]
 
 
 def test_a_start_that_is_gone_or_data_not_found_is_said(tmp_path):

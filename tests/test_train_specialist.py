@@ -250,6 +250,13 @@ def test_init_from_a_run_folder_starts_from_its_checkpoint(photo_folder, tmp_pat
     b = load_file(tuned / "checkpoint.safetensors")
     weights = [k for k in a if k.startswith("generator.") and k.endswith(".weight")]
     assert weights and all(torch.equal(a[k], b[k]) for k in weights)
+    # the start's data is recorded, so the lineage outlives the start's file (and a resume)
+    recorded = json.loads((tuned / "checkpoint.json").read_text())["data"]["learnt_from"]
+    assert recorded == [{"root": str(photo_folder), "domain": "warm"}]
+    (first / "checkpoint.safetensors").unlink()
+    train(_config(photo_folder, tuned, steps=2, lr=0.0, init_from=str(first)))
+    saved = json.loads((tuned / "checkpoint.json").read_text())
+    assert saved["step"] == 2 and saved["data"]["learnt_from"] == recorded
 
 
 def test_init_from_a_missing_file_is_a_usage_error(photo_folder, tmp_path):

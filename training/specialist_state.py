@@ -23,6 +23,7 @@ from specialists.checkpoint import (
 )
 from specialists.output import output_space
 from training.colour_bins import ColourBins, bins_from_photos, head_from_ab
+from training.lineage import LEARNT_FROM, lineage, start_file
 from training.optim_state import optimizer_from_tensors, optimizer_to_tensors
 from training.specialist_config import ARCHITECTURE, RESUME_FIELDS, TrainConfig
 
@@ -53,10 +54,12 @@ def build_models(
     where it has one), or, with ``init_from``, rebuilt from a trained specialist to fine-tune
     (architecture included). A start whose output space is not ``config.output_space`` gives
     a new generator every fitting weight of it (bins are fitted on ``photos``)."""
+    made: dict = {}
     if config.init_from:
-        start, discriminator = warm_start(config)
+        start, discriminator, before = warm_start(config)
+        made[LEARNT_FROM] = before
         if (output_space(start) == "bins") == (config.output_space == "bins"):
-            return start, discriminator, {}
+            return start, discriminator, made
     else:
         start = None
         discriminator = discriminators.create_model(
@@ -87,7 +90,9 @@ def build_models(
         if bins is not None and config.bins_head == "ab":  # an ab start: rgb cannot be bins
             head_from_ab(generator.output_layer, start.output_layer, bins.centres)
             print("the bin head starts from the ab head: at the start's colours", flush=True)
-    return generator, discriminator, {} if bins is None else {"colour_bins": bins.describe()}
+    if bins is not None:
+        made["colour_bins"] = bins.describe()
+    return generator, discriminator, made
 
 
 def fit_bins_for(config: TrainConfig, photos: Sequence[Path]) -> ColourBins:
@@ -125,13 +130,12 @@ def load_matching(
     return skipped, [k for k in own if k not in state]
 
 
-def warm_start(config: TrainConfig) -> tuple[nn.Module, nn.Module]:
-    """Generator and discriminator of an exported specialist or a training checkpoint; the
-    run takes their architecture (a fine-tune keeps the shape it starts from). A run folder
-    stands for its checkpoint, as it does for ``training.ship --specialist``."""
-    source = Path(config.init_from)
-    if source.is_dir():
-        source = source / CHECKPOINT
+def warm_start(config: TrainConfig) -> tuple[nn.Module, nn.Module, list[dict]]:
+    """Generator and discriminator of an exported specialist or a training checkpoint, and
+    the data behind them (``training.lineage``); the run takes their architecture (a
+    fine-tune keeps the shape it starts from). A run folder stands for its checkpoint, as it
+    does for ``training.ship --specialist``."""
+    source = start_file(config.init_from)
     try:
         tensors, saved = load_checkpoint(source)
         generator = build_from_checkpoint(tensors, saved, "generator", specialists.create_model)
@@ -147,7 +151,7 @@ def warm_start(config: TrainConfig) -> tuple[nn.Module, nn.Module]:
     d_args = dict(d_spec["kwargs"])
     config.spectral_norm = bool(d_args.pop("spectral_norm", config.spectral_norm))
     config.disc_args = d_args
-    return generator, discriminator
+    return generator, discriminator, lineage(saved)[0]
 
 
 @dataclass
@@ -173,7 +177,8 @@ def create_nets(
     made: dict = {}
     if resume:
         tensors, saved = load_checkpoint(path)
-        made = {k: v for k, v in saved.get("data", {}).items() if k == "colour_bins"}
+        kept = ("colour_bins", LEARNT_FROM)
+        made = {k: v for k, v in saved.get("data", {}).items() if k in kept}
         generator = build_from_checkpoint(tensors, saved, "generator", specialists.create_model)
         discriminator = build_from_checkpoint(
             tensors, saved, "discriminator", discriminators.create_model

@@ -8,7 +8,6 @@ slice of colorize-v1, for one, is colorize-v1 ``train`` photos, which the specia
 trained on colorize-v1 learnt from.
 """
 
-import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -17,8 +16,7 @@ from common.links import follow_link_file
 from specialists.checkpoint import CheckpointError, read_config
 from training.data import find_images, list_domains
 from training.evaluate.realism import source_tag
-
-MAX_CHAIN = 8  # fine-tunes of fine-tunes; a loop in the configs stops here
+from training.lineage import lineage
 
 
 def real_path(path: Path) -> Path:
@@ -30,41 +28,6 @@ def training_photos(root: str, domain: str | None) -> set[Path]:
     """The photos ``train_specialist --data root --domain domain`` trained on (real paths)."""
     folder = domain if domain in list_domains(root) else None  # None: a plain folder
     return {real_path(p) for p in find_images(root, "train", folder)}
-
-
-def _start_config(start: str) -> dict:
-    """The config of a run's ``--init-from`` (an exported specialist, a checkpoint or a run
-    folder); CheckpointError when it is gone."""
-    path = Path(start)
-    if path.is_dir():
-        path = path / "checkpoint.safetensors"
-    if path.suffix == ".safetensors" and path.with_suffix(".json").is_file():
-        try:
-            return json.loads(path.with_suffix(".json").read_text())
-        except (OSError, ValueError):
-            pass  # the embedded copy is the authority anyway
-    return read_config(path)
-
-
-def lineage(config: dict) -> tuple[list[dict], list[str]]:
-    """([{root, domain}] of every training run behind a specialist, newest first], [what
-    could not be traced, with why])."""
-    runs: list[dict] = []
-    missing: list[str] = []
-    for _ in range(MAX_CHAIN):
-        data = config.get("data") or {}
-        if data.get("root"):
-            runs.append({"root": data["root"], "domain": data.get("domain")})
-        start = (config.get("train") or {}).get("init_from")
-        if not start:
-            return runs, missing
-        try:
-            config = _start_config(start)
-        except CheckpointError as exc:
-            missing.append(f"its start {start} ({exc})")
-            return runs, missing
-    missing.append(f"a chain of more than {MAX_CHAIN} fine-tunes")
-    return runs, missing
 
 
 def learnt_from(config: dict) -> tuple[set[Path], list[dict], list[str]]:
