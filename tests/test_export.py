@@ -2,6 +2,7 @@ import torch
 
 import discriminators
 import specialists
+from specialists.checkpoint import load_checkpoint, read_config, save_checkpoint
 from training.ship.export import main
 from training.train_specialist import TrainConfig, train
 
@@ -31,3 +32,21 @@ def test_export_keeps_models_and_drops_training_state(photo_folder, tmp_path, ca
 def test_export_of_a_missing_run_is_a_clear_error(tmp_path, capsys):
     assert main([str(tmp_path / "nope"), "--out", str(tmp_path / "x.safetensors")]) == 2
     assert "no such checkpoint" in capsys.readouterr().err
+
+
+def test_export_records_the_lineage_of_a_run_begun_before_runs_recorded_it(photo_folder, tmp_path):
+    settings = dict(
+        data=str(photo_folder), domain="cool", arch="unet", size=32, batch_size=4,
+        arch_args={"ngf": 8, "num_downs": 5}, steps=1, progress=False, num_val=4, threads=1,
+    )  # fmt: skip
+    train(TrainConfig(out=str(tmp_path / "start"), **settings))
+    start = tmp_path / "start" / "checkpoint.safetensors"
+    train(TrainConfig(out=str(tmp_path / "tuned"), init_from=str(start), **settings))
+    checkpoint = tmp_path / "tuned" / "checkpoint.safetensors"
+    tensors, config = load_checkpoint(checkpoint)
+    del config["data"]["learnt_from"]  # as a run begun before fine-tunes recorded it
+    save_checkpoint(checkpoint, tensors, config)
+    out = tmp_path / "cool.safetensors"
+    assert main([str(tmp_path / "tuned"), "--out", str(out)]) == 0
+    expected = [{"root": str(photo_folder), "domain": "cool"}]
+    assert read_config(out)["data"]["learnt_from"] == expected

@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 
 from common.cli import HelpFormatter, plain, run_command
-from specialists.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from specialists.checkpoint import CheckpointError, load_checkpoint, read_config, save_checkpoint
+from training.lineage import LEARNT_FROM, lineage, start_file
 from training.specialist_state import CHECKPOINT
 
 KEPT_ROLES = ("generator", "discriminator")
@@ -48,6 +49,24 @@ def adversarial_steps(rows: list[dict]) -> list[int] | None:
     return [steps[0], steps[-1]] if steps else None
 
 
+def record_lineage(config: dict) -> None:
+    """Write into ``config["data"]`` the data its ``--init-from`` start learnt from, for runs
+    begun before fine-tunes recorded it themselves (while the start's file can be read), so
+    the exported specialist keeps its lineage once the start is gone or overwritten."""
+    data = config.get("data")
+    start = (config.get("train") or {}).get("init_from")
+    if not start or not isinstance(data, dict) or LEARNT_FROM in data:
+        return
+    try:
+        before, missing = lineage(read_config(start_file(start)))
+    except CheckpointError as exc:
+        print(f"note: {start}: cannot record what it learnt from ({exc})")
+        return
+    if missing:
+        print(f"note: {start}: its lineage is incomplete ({'; '.join(missing)})")
+    data[LEARNT_FROM] = before
+
+
 def export_run(run_dir: Path, out: Path, half: bool = False) -> dict:
     """Write ``out`` (+ .json) from ``run_dir``'s checkpoint; returns the exported config."""
     tensors, config = load_checkpoint(Path(run_dir) / CHECKPOINT)
@@ -55,6 +74,7 @@ def export_run(run_dir: Path, out: Path, half: bool = False) -> dict:
     if half:
         kept = {k: v.half() if v.is_floating_point() else v for k, v in kept.items()}
     exported = {k: config[k] for k in KEPT_CONFIG if k in config}
+    record_lineage(exported)
     # a run on a plain folder without --domain: the specialist is the one the file is named for
     exported["domain"] = config.get("domain") or Path(out).stem
     exported["hardware"] = config.get("hardware")
