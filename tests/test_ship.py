@@ -194,3 +194,16 @@ def test_ship_refuses_before_training_what_it_cannot_finish(tmp_path, capsys):
     assert ship_main([*args, "--out", str(tmp_path / "w"), "--bogus"]) == 2
     assert "train_specialist flags" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_cards_say_what_a_fine_tune_s_start_learnt_from_and_when_fit_photos_were_seen(tmp_path):
+    from training.ship.model_cards import _fit_seen, _start
+
+    data = {"learnt_from": [{"root": "v1", "domain": "portrait"}]}
+    started = _start({"init_from": "weights/specialists/portrait.safetensors"}, data)
+    assert "(fine-tuned), which had learnt from `v1` (portrait)" in started
+    assert _start({}, data) == ""
+    (tmp_path / "v1" / "train").mkdir(parents=True)  # holdout is a slice of train: seen
+    (tmp_path / "v2" / "holdout").mkdir(parents=True)  # a holdout folder: not trained on
+    assert "trained on" in _fit_seen(str(tmp_path / "v1"))
+    assert _fit_seen(str(tmp_path / "v2")) == ""

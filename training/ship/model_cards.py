@@ -22,6 +22,8 @@ from discriminators import load_discriminator
 from router import RouterError, load_router
 from specialists.checkpoint import CheckpointError, read_config
 from specialists.output import TEMPERATURE
+from training.data import has_holdout_folder
+from training.lineage import LEARNT_FROM
 
 CARD = "MODEL_CARD.md"
 RESEARCH_ONLY = (
@@ -118,10 +120,11 @@ def specialist_card(path: Path, evaluation: dict | None) -> str:
             f"smallest gain bringing mean colourfulness to {fit['target']:.0%} of the truth's "
             f"({at1['colourfulness']:.1f} -> {chosen['colourfulness']:.1f}, truth "
             f"{fit['truth_colourfulness']:.1f}; PSNR {at1['psnr']:.2f} -> {chosen['psnr']:.2f} dB "
-            f"on those photos, which the specialist was trained on)."
+            f"on those photos{_fit_seen(data.get('root'))})."
         )
     else:
         serving = "Served as trained (no chroma gain fitted)."
+    started = _start(train, data)
     return f"""# {domain} specialist
 
 `{path.name}` ({path.stat().st_size / 2**20:.1f} MiB, {config.get("dtype", "float32")}):
@@ -129,7 +132,7 @@ the Pix2Pix generator that colours photos the router sends to **{domain}**, and 
 discriminator that judges its colourings when the router is unsure.
 
 {data_terms(data.get("root"))}
-This specialist saw `train/{domain}` only ({data.get("train_images", "?")} photos){_start(train)}.
+This specialist saw `train/{domain}` only ({data.get("train_images", "?")} photos){started}.
 
 ## Architecture
 
@@ -158,10 +161,23 @@ between resumed sessions left out). Last in-training validation (first {train.ge
 {_evaluation_section(evaluation, [f"specialist:{domain}", "fallback"])}"""
 
 
-def _start(train: dict) -> str:
-    """How the run began: fine-tuned from a trained specialist, or fresh."""
+def _start(train: dict, data: dict) -> str:
+    """How the run began: fine-tuned from a trained specialist (and what that learnt from), or
+    fresh."""
     start = train.get("init_from")
-    return f", starting from the specialist `{start}` (fine-tuned)" if start else ""
+    if not start:
+        return ""
+    before = [f"`{r['root']}` ({r['domain'] or 'all photos'})" for r in data.get(LEARNT_FROM, [])]
+    learnt = f", which had learnt from {', '.join(before)}" if before else ""
+    return f", starting from the specialist `{start}` (fine-tuned){learnt}"
+
+
+def _fit_seen(root: str | None) -> str:
+    """Whether the chroma fit's holdout photos were training photos of the run itself: they
+    are in a layout without a holdout folder (a slice of train)."""
+    if root is None or not Path(root).is_dir():
+        return ""
+    return "" if has_holdout_folder(root) else ", which the specialist was trained on"
 
 
 def _output(gen_spec: dict) -> str:
