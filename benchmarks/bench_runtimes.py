@@ -9,7 +9,7 @@ mixed folder fills most (128 x 128, 128 x 160, 128 x 192), seconds per batch (me
 - ``eager_fp32``: PyTorch, as trained (batch norms in place);
 - ``folded_fp32``: PyTorch with the batch norms folded into the convolutions (common.fold);
 - ``folded_bf16``: the same under CPU bfloat16 autocast (what ``--precision auto`` serves on
-  a CPU with AMX);
+  a CPU with AMX or AVX-512 BF16);
 - ``onnxruntime_fp32``: the folded model exported to ONNX (dynamic batch and size) and run by
   ONNX Runtime's CPU provider, when ``onnxruntime`` and ``onnx`` are importable (they are not
   dependencies of the project: ``pip install onnxruntime onnx`` to include them);
@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 
 import specialists  # noqa: E402
 from common.fold import fold_batchnorm  # noqa: E402
-from serve.precision import CpuAutocast, cpu_has_amx, cpu_name  # noqa: E402
+from serve.precision import CpuAutocast, cpu_has_bf16, cpu_name  # noqa: E402
 
 SHAPES = ((128, 128), (128, 160), (128, 192))
 BATCH = 8
@@ -127,7 +127,7 @@ def main() -> None:
     report = {
         "machine": {
             "cpu": cpu_name(),
-            "amx": cpu_has_amx(),
+            "native_bf16": cpu_has_bf16(),
             "threads": args.threads,
             "torch": torch.__version__,
             "python": platform.python_version(),

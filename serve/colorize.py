@@ -125,8 +125,8 @@ def build_parser(weights: Path | None = None) -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument(
         "--precision", choices=PRECISIONS, default="auto",
-        help="the generators' float type on the CPU: auto is bfloat16 where the CPU has AMX "
-        "(about twice as fast, colours within a level or two of float32's), float32 "
+        help="the generators' float type on the CPU: auto is bfloat16 where the CPU has AMX or "
+        "AVX-512 BF16 (faster, colours within a level or two of float32's), float32 "
         "elsewhere (default: %(default)s; router and judge always float32; a GPU uses "
         "float16)",
     )  # fmt: skip

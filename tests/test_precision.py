@@ -11,7 +11,7 @@ from torch import nn
 import serve.precision as precision
 from discriminators.scoring import Judge
 from serve import Colorizer
-from serve.precision import CpuAutocast, cpu_has_amx, generator_dtype
+from serve.precision import CpuAutocast, cpu_has_bf16, generator_dtype
 from specialists.output import predict_ab
 from tests.serve_support import (
     DOMAINS,
@@ -25,17 +25,18 @@ from tests.serve_support import (
 CPU = torch.device("cpu")
 
 
-def test_amx_is_read_from_the_cpu_flags(tmp_path):
-    with_amx, without = tmp_path / "a", tmp_path / "b"
-    with_amx.write_text("processor : 0\nflags : fpu sse avx512f amx_bf16 amx_tile\n")
-    without.write_text("processor : 0\nflags : fpu sse avx2 avx512_bf16\n")
-    assert cpu_has_amx(with_amx) and not cpu_has_amx(without)
-    assert not cpu_has_amx(tmp_path / "missing")
+def test_native_bfloat16_is_read_from_the_cpu_flags(tmp_path):
+    amx, avx512, without = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    amx.write_text("processor : 0\nflags : fpu sse avx512f amx_bf16 amx_tile\n")
+    avx512.write_text("processor : 0\nflags : fpu sse avx2 avx512f avx512_bf16\n")
+    without.write_text("processor : 0\nflags : fpu sse avx2 avx512f avx512_vnni\n")
+    assert cpu_has_bf16(amx) and cpu_has_bf16(avx512) and not cpu_has_bf16(without)
+    assert not cpu_has_bf16(tmp_path / "missing")
 
 
-@pytest.mark.parametrize("amx, want", [(True, torch.bfloat16), (False, torch.float32)])
-def test_auto_is_bfloat16_only_with_amx(monkeypatch, amx, want):
-    monkeypatch.setattr(precision, "cpu_has_amx", lambda: amx)
+@pytest.mark.parametrize("native, want", [(True, torch.bfloat16), (False, torch.float32)])
+def test_auto_is_bfloat16_only_with_native_bfloat16(monkeypatch, native, want):
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: native)
     assert generator_dtype("auto", CPU) == want
     assert generator_dtype("float32", CPU) == torch.float32
     assert generator_dtype("bfloat16", CPU) == torch.bfloat16
