@@ -46,8 +46,7 @@ class TrainConfig:
         None,
         metavar="SPECIALIST",
         help="fine-tune: start from this exported specialist, checkpoint or run folder (its "
-        "architecture, "
-        "generator and discriminator weights; fresh optimizer, step 0)",
+        "architecture, generator and discriminator weights; fresh optimizer, step 0)",
     )
     disc: str = option(
         "patchgan",

@@ -10,6 +10,7 @@ trained on colorize-v1 learnt from.
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from pathlib import Path
 
 from common.links import follow_link_file
@@ -24,10 +25,13 @@ def real_path(path: Path) -> Path:
     return follow_link_file(path).resolve()
 
 
-def training_photos(root: str, domain: str | None) -> set[Path]:
-    """The photos ``train_specialist --data root --domain domain`` trained on (real paths)."""
+@lru_cache(maxsize=16)
+def training_photos(root: str, domain: str | None) -> frozenset[Path]:
+    """The photos ``train_specialist --data root --domain domain`` trained on (real paths).
+    Kept for the process: ``--unseen`` and the report's section each need every
+    specialist's, and walking and resolving a data folder takes seconds."""
     folder = domain if domain in list_domains(root) else None  # None: a plain folder
-    return {real_path(p) for p in find_images(root, "train", folder)}
+    return frozenset(real_path(p) for p in find_images(root, "train", folder))
 
 
 def learnt_from(config: dict) -> tuple[set[Path], list[dict], list[str]]:
