@@ -46,8 +46,8 @@ from training.evaluate.quality import (
     save_comparison_grid,
 )
 from training.evaluate.realism import chroma_stats
+from training.run_files import CHECKPOINT
 from training.specialist_config import TrainConfig
-from training.specialist_state import CHECKPOINT
 from training.train_specialist import train
 
 

@@ -8,6 +8,7 @@ specialists trained before that, the ``--init-from`` files are followed while th
 from pathlib import Path
 
 from specialists.checkpoint import CheckpointError, read_config
+from training.run_files import CHECKPOINT
 
 LEARNT_FROM = "learnt_from"  # config["data"] key: [{root, domain}] of the runs before this one
 MAX_CHAIN = 8
@@ -21,7 +22,7 @@ def _own_run(config: dict) -> list[dict]:
 def start_file(start: str) -> Path:
     """The checkpoint an ``--init-from`` names (a run folder stands for its checkpoint)."""
     path = Path(start)
-    return path / "checkpoint.safetensors" if path.is_dir() else path
+    return path / CHECKPOINT if path.is_dir() else path
 
 
 def lineage(config: dict) -> tuple[list[dict], list[str]]:

@@ -27,7 +27,6 @@ from training.lineage import LEARNT_FROM, lineage, start_file
 from training.optim_state import optimizer_from_tensors, optimizer_to_tensors
 from training.specialist_config import ARCHITECTURE, RESUME_FIELDS, TrainConfig
 
-CHECKPOINT = "checkpoint.safetensors"
 OUTPUT_ARGS = ("num_bins", "temperature")  # set from --output-space, not the architecture
 
 

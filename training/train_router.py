@@ -52,9 +52,8 @@ from training.monitor import ROUTER_COLUMNS, ROUTER_PANELS, MetricsLog
 from training.optim_state import optimizer_from_tensors, optimizer_to_tensors
 from training.router_config import RESUME_FIELDS, RouterTrainConfig
 from training.router_data import calibration_rows, check_data, trunk_outputs
+from training.run_files import CHECKPOINT
 from training.ship.calibrate_router import Outputs, calibrate, measure, write_reports
-
-CHECKPOINT = "checkpoint.safetensors"
 
 
 def parse_args(argv: list[str] | None = None) -> RouterTrainConfig:

@@ -55,10 +55,10 @@ from training.monitor import (
     validate,
     write_samples,
 )
+from training.run_files import CHECKPOINT
 from training.specialist_config import TrainConfig, lr_at
 from training.specialist_data import fixed_samples, load_data
 from training.specialist_state import (
-    CHECKPOINT,
     Nets,
     create_nets,
     hardware,

@@ -17,7 +17,7 @@ import torch
 from common.cli import HelpFormatter, plain, run_command
 from specialists.checkpoint import CheckpointError, load_checkpoint, read_config, save_checkpoint
 from training.lineage import LEARNT_FROM, lineage, start_file
-from training.specialist_state import CHECKPOINT
+from training.run_files import CHECKPOINT
 
 KEPT_ROLES = ("generator", "discriminator")
 KEPT_CONFIG = ("models", "domain", "size", "step", "total_steps", "data", "metrics", "train")
