@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from common.images import MAX_SIDE, ImageReadError, Photo, read_image, save_image
 
+from ._malloc import MmapThreshold
 from .inputs import Job
 from .run_report import Report, Summary, os_reason, report_line
 from .signals import SIGNALS
@@ -132,6 +133,7 @@ def run(
     from .result import JUDGE
 
     summary = Summary()
+    mmap_threshold = MmapThreshold(big_pixels=BATCH_PIXELS)  # big scans: buffers returned
 
     def emit(record: dict) -> None:
         if report is not None:
@@ -139,6 +141,7 @@ def run(
 
     def fail(job: Job, error: str, seconds: float, size: tuple[int, int] | None = None) -> None:
         summary.failed += 1
+        mmap_threshold.finished(id(job))
         bar.write(f"error: {job.source}: {error}", file=sys.stderr)
         emit(report_line(job, None, seconds, error=error, size=size))
 
@@ -168,6 +171,7 @@ def run(
                 if error is not None:
                     fail(job, error, seconds + finish_seconds, size)
                 else:
+                    mmap_threshold.finished(id(job))
                     summary.done += 1
                     summary.domains[result.domain] += 1
                     summary.fallbacks += result.strategy == JUDGE
@@ -216,6 +220,7 @@ def run(
                 while todo and len(decoding) < batch_size and room(todo[0][1]):
                     job, pixels = todo.popleft()
                     held += pixels
+                    mmap_threshold.started(id(job), pixels)
                     decoding.append((job, pixels, decoder.submit(_read, job, max_pixels)))
                 if decoding:
                     job, pixels, future = decoding.popleft()

@@ -35,7 +35,6 @@ from common.files import check_writable, remove_stale_temps
 from common.images import SAVE_FORMATS
 
 from . import _threads  # noqa: F401  (OpenMP settings, before torch loads)
-from ._malloc import return_big_buffers
 from .batch import run
 from .inputs import Job, expand_inputs, parse_shard, shard_of
 from .options import MAX_STRENGTH, PRECISIONS
@@ -49,8 +48,8 @@ DEFAULT_OUT = "colorized"  # output folder when -o is not given, in the current 
 
 DESCRIPTION = """\
 Colourize black-and-white photos with routed domain specialists. A router picks each
-photo's domain and that domain's specialist colours it; when the router is unsure, every
-specialist colours it and a panel of discriminators picks the most realistic result.
+photo's domain and that domain's specialist colours it; when the router is unsure, the
+specialists compete and a panel of discriminators picks the most realistic result.
 Outputs have the input's exact size; inputs are never written to."""
 EXAMPLES = """\
 examples:
@@ -176,7 +175,6 @@ def _weights_arg(argv: Sequence[str]) -> Path | None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(_weights_arg(argv)).parse_args(argv)
-    return_big_buffers()  # a batch process: big scans' buffers go back to the system
     previous = {}
     if threading.current_thread() is threading.main_thread():
         previous = {

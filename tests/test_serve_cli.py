@@ -342,3 +342,27 @@ def test_the_pipeline_holds_photos_within_its_memory_budget(weights, tmp_path, m
     summary = batch.run(colorizer, jobs, None, batch_size=8, progress=False)
     assert (summary.done, summary.failed) == (5, 1)
     assert [len(batch) for batch in batches] == [1] * 5
+
+
+def test_big_scans_lower_the_mmap_threshold_only_while_in_flight(weights, tmp_path, monkeypatch):
+    """Small photos' batches keep glibc's 32 MiB threshold (activations reuse the heap); a big
+    scan lowers it to 4 MiB from decoding until written or failed (its buffers go back)."""
+    from serve import _malloc, batch
+    from serve.colorizer import Colorizer
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, size in (("0-small", (64, 64)), ("1-big", (128, 128)), ("2-small", (64, 48))):
+        grey_photo(*size, seed=len(name)).save(folder / f"{name}.png")
+    grey_photo(128, 128, seed=9).save(folder / "3-big-unwritable.png")
+    colorizer = Colorizer.from_weights(weights, threshold=0.0)
+    jobs = expand_inputs([str(folder)], tmp_path / "out", "png")
+    (tmp_path / "out" / "3-big-unwritable.png").mkdir(parents=True)  # its write fails
+    calls = []
+    monkeypatch.setattr(_malloc, "set_mmap_threshold", calls.append)
+    monkeypatch.setattr(batch, "BATCH_PIXELS", 100 * 100)  # 128 x 128 counts as a big scan
+    summary = batch.run(colorizer, jobs, None, batch_size=1, progress=False)
+    assert (summary.done, summary.failed) == (3, 1)
+    assert calls[0] == _malloc.SMALL_PHOTOS_BYTES and calls[-1] == _malloc.SMALL_PHOTOS_BYTES
+    assert calls.count(_malloc.BIG_SCAN_BYTES) in (1, 2)  # the two big ones may overlap
+    assert all(a != b for a, b in zip(calls, calls[1:]))  # set only when it changes
