@@ -38,6 +38,7 @@ says so (``Judge.calibrated`` is False).
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -141,8 +142,10 @@ class Judge:
         self.router_weight = float(router_weight)
 
     def pick(self, realism: torch.Tensor, router_probs: torch.Tensor) -> torch.Tensor:
-        """Index of the chosen candidate per photo, from (B, K) realism and router probabilities."""
-        return pick_scores(realism, router_probs, self.router_weight).argmax(dim=1)
+        """Index of the chosen candidate per photo, from (B, K) realism and router
+        probabilities; a NaN realism is a candidate left unscored (see :func:`contenders`)."""
+        scores = pick_scores(realism, router_probs, self.router_weight)
+        return scores.masked_fill(realism.isnan(), -math.inf).argmax(dim=1)
 
     @torch.inference_mode()
     def score(self, l_norm: torch.Tensor, candidates: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -169,6 +172,25 @@ def beliefs(decisions: Sequence[object], names: Sequence[str]) -> torch.Tensor:
 def pick_scores(realism: torch.Tensor, router_probs: torch.Tensor, weight: float) -> torch.Tensor:
     """``log p(real) + weight * log p_router``, the quantity the judge's pick maximises."""
     return realism.clamp_min(EPS).log() + weight * router_probs.clamp_min(EPS).log()
+
+
+def contenders(
+    favourite_realism: torch.Tensor,
+    router_probs: torch.Tensor,
+    favourite: torch.Tensor,
+    weight: float,
+) -> torch.Tensor:
+    """(B, K) which candidates could still be picked, once the router's favourite (index per
+    photo, (B,)) is scored: realism is at most 1, so a candidate whose router belief trails
+    by more than the favourite's realism can make up cannot win, and needs no colouring.
+
+    With the shipped router weight (16) that is almost every other candidate: the judge runs
+    the other specialists only where the router's probabilities are within a few percent.
+    Ties count as contenders, so the pick is exactly the one scoring every candidate gives.
+    """
+    belief = weight * router_probs.clamp_min(EPS).log()
+    best = favourite_realism.clamp_min(EPS).log() + belief.gather(1, favourite[:, None])[:, 0]
+    return belief >= best[:, None]
 
 
 def fingerprint(path: str | Path) -> str:

@@ -82,8 +82,8 @@ def sidebar_controls(base: Colorizer) -> dict:
         step=0.01,
         key="threshold",
         disabled=domain is not None,
-        help="Below this router confidence every specialist colours the photo and the "
-        "discriminators pick the most realistic result.",
+        help="Below this router confidence the specialists compete and the discriminators "
+        "pick the most realistic result (weighed with the router's belief).",
     )
     size = st.select_slider(
         "Model resolution",
@@ -198,7 +198,10 @@ def show_details(
     for domain, p in explain.ranked(result.probs):
         st.progress(min(max(p, 0.0), 1.0), text=f"{domain}: {p:.0%}")
     if result.strategy == JUDGE:
-        st.markdown("Discriminator fallback, realism per specialist:")
+        st.markdown(
+            "Discriminator fallback, realism per specialist (one the router's belief rules "
+            "out whatever it scores is not run):"
+        )
         st.table(
             [
                 {"specialist": d, "score": round(s, 3), "chosen": "✓" if d == result.domain else ""}

@@ -36,8 +36,8 @@ def route_summary(result: ColorizeResult, threshold: float) -> str:
     confidence = result.confidence if result.confidence is not None else float("nan")
     if result.strategy == JUDGE:
         return (
-            f"Router unsure (confidence {confidence:.3f} < {threshold:.3f}): every specialist "
-            f"coloured it and the discriminators chose **{result.domain}**."
+            f"Router unsure (confidence {confidence:.3f} < {threshold:.3f}): the specialists "
+            f"competed and the discriminators chose **{result.domain}**."
         )
     if confidence < threshold:  # a single specialist: nothing to fall back to
         return (

@@ -5,8 +5,9 @@
     result.image.save("grandma-colour.png"); result.domain, result.strategy
 
 For each photo: route its lightness; when the router is confident, that domain's
-specialist colours it; otherwise every specialist colours it and the judge (a panel of
-calibrated discriminators, see ``discriminators.scoring``) picks the most realistic result.
+specialist colours it; otherwise the specialists compete and the judge (a panel of
+calibrated discriminators, see ``discriminators.scoring``) picks the most realistic result
+(only the specialists that could still win are run: ``discriminators.scoring.contenders``).
 Colour is computed at model resolution and put back on the photo's own full-resolution L
 (``serve.transfer``), so the output has the input's exact size and detail.
 
@@ -35,7 +36,7 @@ from torch import nn
 
 from common.fold import fold_batchnorm
 from common.images import Photo, from_pil
-from discriminators.scoring import Judge, beliefs, load_calibration
+from discriminators.scoring import Judge, beliefs, contenders, load_calibration
 from specialists.output import predict_ab
 
 from .precision import CpuAutocast, generator_dtype
@@ -303,8 +304,8 @@ class Colorizer:
         """Model-resolution colours of a batch of same-shape inputs, routed by ``decisions``.
 
         The one route-and-fallback rule: a photo the router is sure of gets its domain's
-        specialist; the others (all of them with ``every``) are coloured by every specialist
-        and judged, and an unsure one gets the judge's pick.
+        specialist; the others (all of them with ``every``) are judged among the specialists'
+        colourings (:meth:`_judged_candidates`), and an unsure one gets the judge's pick.
         """
         judged: list[int] = []
         routed: dict[str, list[int]] = defaultdict(list)
@@ -320,23 +321,63 @@ class Colorizer:
                 picks[i] = Prediction(name, ROUTER, decisions[i], {name: ab[j]})
         if judged:
             subset = l_norm[judged]
-            names = self.domains
-            candidates = [predict_ab(self.generators[name], subset) for name in names]
-            realism, chosen = None, [None] * len(judged)
-            if self.judge is not None:  # none with a single specialist
-                realism = self.judge.score(subset, candidates)
+            made, realism = self._judged_candidates(subset, [decisions[i] for i in judged], every)
+            chosen = [None] * len(judged)
+            if realism is not None:
                 chosen = self.judge_picks([decisions[i] for i in judged], realism)
             for j, i in enumerate(judged):
                 unsure = self.falls_back(decisions[i])
+                scores = {} if realism is None else dict(zip(self.domains, map(float, realism[j])))
                 picks[i] = Prediction(
                     chosen[j] if unsure else decisions[i].domain,
                     JUDGE if unsure else ROUTER,
                     decisions[i],
-                    {name: ab[j] for name, ab in zip(names, candidates)},
-                    {} if realism is None else dict(zip(names, map(float, realism[j]))),
+                    made[j],
+                    {name: r for name, r in scores.items() if not math.isnan(r)},
                     chosen[j],
                 )
         return picks  # type: ignore[return-value]
+
+    def _judged_candidates(
+        self, l_norm: torch.Tensor, decisions: Sequence[Decision], every: bool
+    ) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor | None]:
+        """The candidates the judge needs, per photo, and their (B, K) realism (NaN: not made).
+
+        The router's favourite is coloured and scored first; another specialist colours a
+        photo only if it could still win the pick (``discriminators.scoring.contenders``), or
+        with ``every``. Without a judge (one specialist) every candidate is made, unscored.
+        """
+        names = self.domains
+        made: list[dict[str, torch.Tensor]] = [{} for _ in decisions]
+        if self.judge is None:
+            for name in names:
+                ab = predict_ab(self.generators[name], l_norm)
+                for j in range(len(decisions)):
+                    made[j][name] = ab[j]
+            return made, None
+        probs = beliefs(decisions, names)
+        favourite = probs.argmax(dim=1)
+        realism = torch.full(probs.shape, math.nan)
+
+        def colour_and_score(wanted: torch.Tensor) -> None:  # (B, K) bool
+            for k, name in enumerate(names):
+                rows = wanted[:, k].nonzero()[:, 0].tolist()
+                if rows:
+                    ab = predict_ab(self.generators[name], l_norm[rows])
+                    realism[rows, k] = self.judge.score(l_norm[rows], [ab])[:, 0].float().cpu()
+                    for n, j in enumerate(rows):
+                        made[j][name] = ab[n]
+
+        first = torch.zeros(probs.shape, dtype=torch.bool)
+        first[torch.arange(len(decisions)), favourite] = True
+        colour_and_score(first)
+        if every:
+            rest = ~first
+        else:
+            best = realism.gather(1, favourite[:, None])[:, 0]
+            rest = contenders(best, probs, favourite, self.judge.router_weight) & ~first
+        colour_and_score(rest)
+        return made, realism
 
     @torch.inference_mode()
     def finish(self, photo: Photo, pick: Prediction, strength: float = 1.0) -> ColorizeResult:

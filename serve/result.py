@@ -20,7 +20,7 @@ from common.images import Photo
 from .transfer import MAX_STRENGTH, check_strength, rejoin_deep
 
 ROUTER = "router"  # the router was confident: its domain's specialist coloured the photo
-JUDGE = "discriminator"  # it was not: every specialist coloured it, the judge picked
+JUDGE = "discriminator"  # it was not: the judge picked among the specialists' colourings
 FORCED = "forced"  # the caller named the specialist
 
 

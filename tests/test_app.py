@@ -125,7 +125,7 @@ def test_uploads_show_route_downloads_and_a_bad_file_message(app, weights):
 def test_fallback_scores_are_shown_when_the_router_is_unsure(app):
     app.slider(key="threshold").set_value(1.0)
     upload(app, ("a.png", png(grey_photo(64, 64))))
-    assert any("every specialist coloured it" in md.value for md in app.markdown)
+    assert any("the specialists competed" in md.value for md in app.markdown)
     scores = [t for t in app.table if "score" in str(t.value.columns.tolist())]
     assert len(scores) == 1 and sorted(scores[0].value["specialist"]) == sorted(DOMAINS)
     app.slider(key="threshold").set_value(0.0)

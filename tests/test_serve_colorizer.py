@@ -107,6 +107,32 @@ def test_every_candidate_changes_no_choice(weights, threshold):
     assert {p.strategy for p in served} == {ROUTER if threshold == 0 else JUDGE}
 
 
+@pytest.mark.parametrize("router_weight", [0.0, 1.0, 1000.0])
+def test_the_judge_colours_only_the_candidates_that_could_win(weights, router_weight):
+    """Served, a judged photo gets its router favourite and the contenders only; the pick,
+    its colours and the scores of what was made are those of scoring every candidate."""
+    colorizer = Colorizer.from_weights(weights, threshold=1.5)
+    colorizer.judge.router_weight = router_weight
+    photos = [from_pil(grey_photo(96, 64, seed=s)) for s in range(6)]
+    served = colorizer.predict(photos)
+    every = colorizer.predict(photos, every=True)
+    for plain, full in zip(served, every):
+        assert plain.strategy == JUDGE and (plain.domain, plain.judge_pick) == (
+            full.domain, full.judge_pick,
+        )  # fmt: skip
+        np.testing.assert_allclose(plain.ab, full.ab, atol=1e-6)
+        assert set(plain.candidates) == set(plain.scores)
+        assert plain.scores == pytest.approx({d: full.scores[d] for d in plain.scores}, abs=1e-6)
+        favourite = max(plain.probs, key=plain.probs.get)
+        belief = {d: router_weight * np.log(max(p, 1e-6)) for d, p in plain.probs.items()}
+        bar = np.log(plain.scores[favourite]) + belief[favourite]
+        assert set(plain.candidates) == {d for d in DOMAINS if belief[d] >= bar - 1e-5}
+        if router_weight == 0:
+            assert set(plain.candidates) == set(DOMAINS)
+        if router_weight == 1000:
+            assert set(plain.candidates) == {favourite}
+
+
 def test_mixed_batch_gives_each_photo_its_own_colours_unchanged(weights):
     """A photo in a mixed batch gets exactly (byte for byte) what the plain recipe gives it
     alone: its shape (the one it had before buckets), a router pass, its specialist, the join.

@@ -10,6 +10,7 @@ import discriminators
 from discriminators.scoring import (
     Judge,
     PlattScaling,
+    contenders,
     fit_platt,
     load_calibration,
     realism_logits,
@@ -80,6 +81,32 @@ def test_the_pick_weighs_realism_with_the_routers_belief():
     assert judge.pick(realism, beliefs).tolist() == [0, 0]  # weight 0: realism alone
     judge.router_weight = 1.0
     assert judge.pick(realism, beliefs).tolist() == [1, 0]  # a tie of beliefs leaves realism
+
+
+def test_an_unscored_candidate_is_never_picked():
+    judge = Judge({"a": monotone_discriminator()})
+    realism = torch.tensor([[0.2, float("nan"), 0.1]])
+    assert judge.pick(realism, torch.tensor([[0.2, 0.7, 0.1]])).tolist() == [0]
+
+
+def test_contenders_are_the_candidates_that_could_still_win():
+    """Realism is at most 1: with the favourite's realism r, candidate k can win only if
+    weight * log(p_fav / p_k) <= -log r; at weight 0 every candidate can."""
+    beliefs = torch.tensor([[0.50, 0.45, 0.05], [0.9, 0.05, 0.05]])
+    favourite = torch.tensor([0, 0])
+    realism = torch.tensor([0.5, 0.5])  # -log 0.5 = 0.69
+    # weight 4: log(0.50/0.45) * 4 = 0.42 (can win), log(10) * 4 = 9.2 (cannot)
+    assert contenders(realism, beliefs, favourite, 4.0).tolist() == [
+        [True, True, False],
+        [True, False, False],
+    ]
+    assert contenders(realism, beliefs, favourite, 0.0).all()
+    assert contenders(torch.tensor([1.0, 1.0]), beliefs, favourite, 4.0).sum() == 2  # only a tie
+    # what is pruned cannot be picked, whatever realism it would have had
+    for other in torch.linspace(0.0, 1.0, 11):
+        full = torch.tensor([[0.5, 0.5, float(other)], [0.5, float(other), float(other)]])
+        judge = Judge({"a": monotone_discriminator()}, router_weight=4.0)
+        assert judge.pick(full, beliefs)[1] == 0 and judge.pick(full, beliefs)[0] != 2
 
 
 def test_multiscale_discriminators_can_judge():
