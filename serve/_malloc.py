@@ -8,8 +8,8 @@ buffer is freed, so a 24-megapixel scan's decode, strips and encode buffers end 
 heap and stay mapped: fixed at 4 MiB, that scan's peak RSS fell from 1444 to 1205 MB. But
 4 MiB also sends a batch of 8 small photos' activations (8-17 MiB each) to mmap: on the
 634-photo mixed folder that cost 29 s of system time and 70 s against 43 s at 32 MiB
-(README, "The mmap threshold"). So the threshold is 4 MiB while a big scan is in flight and
-32 MiB otherwise. A no-op where the C library has no ``mallopt`` (macOS, musl).
+(README, "Two fixes from that breakdown"). So the threshold is 4 MiB while a big scan is in
+flight and 32 MiB otherwise. A no-op where the C library has no ``mallopt`` (macOS, musl).
 """
 
 from __future__ import annotations
