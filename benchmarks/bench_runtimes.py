@@ -8,8 +8,10 @@ mixed folder fills most (128 x 128, 128 x 160, 128 x 192), seconds per batch (me
 
 - ``eager_fp32``: PyTorch, as trained (batch norms in place);
 - ``folded_fp32``: PyTorch with the batch norms folded into the convolutions (common.fold);
-- ``folded_bf16``: the same under CPU bfloat16 autocast (what ``--precision auto`` serves on
-  a CPU with AMX or AVX-512 BF16);
+- ``split_fp32``: folded, and each decoder block's skip concatenation split into one
+  convolution per part (``specialists.timm_unet.SplitConv2d``): what serving runs;
+- ``folded_bf16`` / ``split_bf16``: the same under CPU bfloat16 autocast (what
+  ``--precision auto`` serves on a CPU with AMX or AVX-512 BF16);
 - ``onnxruntime_fp32``: the folded model exported to ONNX (dynamic batch and size) and run by
   ONNX Runtime's CPU provider, when ``onnxruntime`` and ``onnx`` are importable (they are not
   dependencies of the project: ``pip install onnxruntime onnx`` to include them);
@@ -21,6 +23,7 @@ Writes benchmarks/results/runtimes.json.
 """
 
 import argparse
+import copy
 import json
 import platform
 import statistics
@@ -38,6 +41,7 @@ sys.path.insert(0, str(REPO))
 import specialists  # noqa: E402
 from common.fold import fold_batchnorm  # noqa: E402
 from serve.precision import CpuAutocast, cpu_has_bf16, cpu_name  # noqa: E402
+from specialists.timm_unet import DecoderBlock  # noqa: E402
 
 SHAPES = ((128, 128), (128, 160), (128, 192))
 BATCH = 8
@@ -78,10 +82,16 @@ def main() -> None:
     path = args.weights / "specialists" / "general.safetensors"
     eager = specialists.load_generator(path).eval().to(memory_format=torch.channels_last)
     folded = fold_batchnorm(eager).to(memory_format=torch.channels_last)
+    split = copy.deepcopy(folded)
+    for block in [m for m in split.modules() if isinstance(m, DecoderBlock)]:
+        block.split_concat()
+    split.to(memory_format=torch.channels_last)
     runtimes: dict[str, Callable] = {
         "eager_fp32": eager,
         "folded_fp32": folded,
+        "split_fp32": split,
         "folded_bf16": CpuAutocast(folded, torch.bfloat16),
+        "split_bf16": CpuAutocast(split, torch.bfloat16),
     }
     skipped: dict[str, str] = {}
     compile_seconds: dict[str, float] = {}

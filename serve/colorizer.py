@@ -92,7 +92,8 @@ class Colorizer:
         self.device = torch.device(device)
         self.stride = math.lcm(*(int(getattr(g, "stride", 1)) for g in generators.values()))
         # The models are taken over, as served: on the device in eval mode, batch norms folded
-        # into their convolutions (common.fold) and channels-last (oneDNN's fast path).
+        # into their convolutions (common.fold), decoders' skip concatenations split into one
+        # convolution per part (SplitConv2d) and channels-last (oneDNN's fast path).
         self.dtype = generator_dtype(precision, self.device)
         self.generators = {name: self._served(g, self.dtype) for name, g in generators.items()}
         for disc in judge.discriminators.values() if judge is not None else ():
@@ -119,6 +120,9 @@ class Colorizer:
 
     def _served(self, model: nn.Module, dtype: torch.dtype) -> nn.Module:
         served = fold_batchnorm(model, inplace=True)
+        for module in list(served.modules()):  # U-Net decoders (specialists.timm_unet)
+            if callable(getattr(module, "split_concat", None)):
+                module.split_concat()  # no skip concatenation: the same colours, faster
         served.to(self.device, memory_format=torch.channels_last)
         return served if dtype == torch.float32 else CpuAutocast(served, dtype)
 

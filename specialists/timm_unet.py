@@ -23,6 +23,34 @@ def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
+class SplitConv2d(nn.Module):
+    """A convolution of the concatenation ``(x, skip)`` computed as one convolution per part,
+    summed: the same output to float32 rounding, without building the concatenation.
+
+    At serving, channels-last concatenation is a strided copy of every pixel: in this U-Net's
+    decoder it took a fifth of a CPU forward pass (``benchmarks/bench_runtimes.py``).
+    """
+
+    def __init__(self, conv: nn.Conv2d, first_channels: int) -> None:
+        super().__init__()
+        if conv.groups != 1 or not 0 < first_channels < conv.in_channels:
+            raise ValueError(f"cannot split {conv} after {first_channels} input channels")
+        out, k = conv.out_channels, conv.kernel_size
+        options = {"padding": conv.padding, "stride": conv.stride, "dilation": conv.dilation}
+        self.first = nn.Conv2d(first_channels, out, k, bias=conv.bias is not None, **options)
+        self.second = nn.Conv2d(conv.in_channels - first_channels, out, k, bias=False, **options)
+        with torch.no_grad():
+            self.first.weight.copy_(conv.weight[:, :first_channels])
+            self.second.weight.copy_(conv.weight[:, first_channels:])
+            if conv.bias is not None:
+                self.first.bias.copy_(conv.bias)
+        self.requires_grad_(False)
+
+    def forward(self, parts: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        x, skip = parts
+        return self.first(x).add_(self.second(skip))
+
+
 class DecoderBlock(nn.Module):
     """Upsample x2, concatenate the skip features, two 3x3 convs (+ optional self-attention)."""
 
@@ -30,6 +58,7 @@ class DecoderBlock(nn.Module):
         self, in_channels: int, skip_channels: int, out_channels: int, attention: bool = False
     ) -> None:
         super().__init__()
+        self.in_channels = in_channels
         self.convs = nn.Sequential(
             conv_bn_relu(in_channels + skip_channels, out_channels),
             conv_bn_relu(out_channels, out_channels),
@@ -38,7 +67,15 @@ class DecoderBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-        return self.attention(self.convs(torch.cat((x, skip), dim=1)))
+        split = isinstance(self.convs[0][0], SplitConv2d)
+        return self.attention(self.convs((x, skip) if split else torch.cat((x, skip), dim=1)))
+
+    def split_concat(self) -> None:
+        """Serve without the skip concatenation (:class:`SplitConv2d`), for inference only:
+        call it after ``common.fold.fold_batchnorm``, which expects the plain layout."""
+        first = self.convs[0]
+        if not isinstance(first[0], SplitConv2d):
+            first[0] = SplitConv2d(first[0], self.in_channels)
 
 
 class TimmUNet(nn.Module):

@@ -119,3 +119,22 @@ def test_a_built_wheel_carries_every_weights_file(tmp_path):
         if p.is_file() and "__pycache__" not in p.parts
     }
     assert tracked and tracked <= shipped
+
+
+def test_the_served_generators_skip_no_concatenation_and_keep_their_colours():
+    """Served decoders convolve each part of a skip join apart (SplitConv2d): the same ab as
+    the checkpoint's own layout, to float32 rounding."""
+    import torch
+
+    from common.fold import fold_batchnorm
+    from specialists import load_generator
+    from specialists.timm_unet import SplitConv2d
+
+    weights = locate_weights()
+    exact = Colorizer.from_weights(precision="float32")  # bfloat16 CPUs would round more
+    x = torch.rand(2, 1, 128, 160) * 2 - 1
+    for domain, served in exact.generators.items():
+        assert sum(isinstance(m, SplitConv2d) for m in served.modules()) == 5
+        plain = fold_batchnorm(load_generator(weights.specialists[domain]))
+        with torch.inference_mode():
+            assert torch.allclose(served(x), plain(x), atol=1e-5)
