@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common.images import ImageReadError, from_pil, read_image, save_image
+import common.images
+from common.images import ImageReadError, from_pil, read_image, save_image, write_png
 
 
 def _noise(width, height, mode="L", seed=0):
@@ -207,10 +208,11 @@ def test_save_is_atomic_and_leaves_no_temporary(tmp_path, monkeypatch):
     save_image(_noise(8, 8, "RGB"), target)
     before = target.read_bytes()
 
-    def boom(self, *args, **kwargs):
+    def boom(handle, pixels):
+        handle.write(b"\x89PNG\r\n")  # cut off mid-file
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(Image.Image, "save", boom)
+    monkeypatch.setattr(common.images, "write_png", boom)
     with pytest.raises(OSError):
         save_image(_noise(8, 8, "RGB", seed=3), target)
     assert target.read_bytes() == before  # the old output is intact
@@ -225,3 +227,24 @@ def test_save_jpg_drops_alpha_and_png_keeps_it(tmp_path):
     assert Image.open(tmp_path / "a.jpg").mode == "RGB"
     with pytest.raises(ValueError, match="unknown output format"):
         save_image(rgba, tmp_path / "a.gif", "gif")
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA"])
+def test_png_writer_is_lossless_across_strips(tmp_path, mode):
+    image = _noise(37, 600, mode, seed=5)  # 600 rows: three strips, three IDAT chunks
+    save_image(image, tmp_path / "a.png")
+    with Image.open(tmp_path / "a.png") as back:
+        assert back.mode == mode
+        np.testing.assert_array_equal(np.asarray(back), np.asarray(image))
+
+
+def test_png_writer_refuses_what_is_not_rgb_or_rgba():
+    with pytest.raises(ValueError, match="cannot write 2 channels"):
+        write_png(io.BytesIO(), np.zeros((4, 4, 2), np.uint8))
+
+
+def test_grey_png_is_still_written_by_pillow(tmp_path):
+    save_image(_noise(9, 7), tmp_path / "g.png")
+    with Image.open(tmp_path / "g.png") as back:
+        assert back.mode == "L"
+        np.testing.assert_array_equal(np.asarray(back), np.asarray(_noise(9, 7)))

@@ -10,13 +10,13 @@ import tifffile
 from PIL import Image
 from skimage import color
 
-from common.images import write_png16
+from common.images import write_png
 from serve.colorize import main
 from tests.serve_support import grey_photo
 
 
 def _read_png16(path):
-    """A PNG of 16-bit RGB samples (filter type 0 rows, as ours are) back as uint16,
+    """A PNG of 16-bit RGB samples (filter type 2 rows, as ours are) back as uint16,
     checking every chunk's CRC; Pillow would reduce it to 8 bits."""
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
@@ -36,8 +36,9 @@ def _read_png16(path):
     assert depth == 16
     channels = {2: 3, 6: 4}[kind]
     rows = np.frombuffer(zlib.decompress(idat), np.uint8).reshape(height, -1)
-    assert (rows[:, 0] == 0).all()
-    return rows[:, 1:].copy().view(">u2").reshape(height, width, channels).astype(np.uint16)
+    assert (rows[:, 0] == 2).all()  # up: undone by a running sum down the rows, mod 256
+    pixels = np.cumsum(rows[:, 1:], axis=0, dtype=np.uint8)
+    return pixels.view(">u2").reshape(height, width, channels).astype(np.uint16)
 
 
 def _lightness(rgb16):
@@ -57,7 +58,7 @@ def _run(weights, source, out, *args):
 def test_png16_writer_round_trips_in_strips(tmp_path):
     pixels = (np.random.default_rng(0).random((600, 7, 4)) * 65535).astype(np.uint16)
     with open(tmp_path / "a.png", "wb") as handle:  # 600 rows: three strips, three IDATs
-        write_png16(handle, pixels)
+        write_png(handle, pixels)
     np.testing.assert_array_equal(_read_png16(tmp_path / "a.png"), pixels)
     assert Image.open(tmp_path / "a.png").size == (7, 600)  # a valid PNG to Pillow too
 
