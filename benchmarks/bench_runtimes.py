@@ -41,7 +41,7 @@ sys.path.insert(0, str(REPO))
 import specialists  # noqa: E402
 from common.fold import fold_batchnorm  # noqa: E402
 from serve.precision import CpuAutocast, cpu_has_bf16, cpu_name  # noqa: E402
-from specialists.timm_unet import DecoderBlock  # noqa: E402
+from specialists.timm_unet import split_concats  # noqa: E402
 
 SHAPES = ((128, 128), (128, 160), (128, 192))
 BATCH = 8
@@ -82,10 +82,7 @@ def main() -> None:
     path = args.weights / "specialists" / "general.safetensors"
     eager = specialists.load_generator(path).eval().to(memory_format=torch.channels_last)
     folded = fold_batchnorm(eager).to(memory_format=torch.channels_last)
-    split = copy.deepcopy(folded)
-    for block in [m for m in split.modules() if isinstance(m, DecoderBlock)]:
-        block.split_concat()
-    split.to(memory_format=torch.channels_last)
+    split = split_concats(copy.deepcopy(folded)).to(memory_format=torch.channels_last)
     runtimes: dict[str, Callable] = {
         "eager_fp32": eager,
         "folded_fp32": folded,

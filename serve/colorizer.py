@@ -38,6 +38,7 @@ from common.fold import fold_batchnorm
 from common.images import Photo, from_pil
 from discriminators.scoring import Judge, beliefs, contenders, load_calibration
 from specialists.output import predict_ab
+from specialists.timm_unet import split_concats
 
 from .precision import CpuAutocast, generator_dtype
 from .restraint import Restraint, restraint_table
@@ -119,10 +120,7 @@ class Colorizer:
         return other
 
     def _served(self, model: nn.Module, dtype: torch.dtype) -> nn.Module:
-        served = fold_batchnorm(model, inplace=True)
-        for module in list(served.modules()):  # U-Net decoders (specialists.timm_unet)
-            if callable(getattr(module, "split_concat", None)):
-                module.split_concat()  # no skip concatenation: the same colours, faster
+        served = split_concats(fold_batchnorm(model, inplace=True))  # same colours, faster
         served.to(self.device, memory_format=torch.channels_last)
         return served if dtype == torch.float32 else CpuAutocast(served, dtype)
 

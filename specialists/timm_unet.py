@@ -27,8 +27,8 @@ class SplitConv2d(nn.Module):
     """A convolution of the concatenation ``(x, skip)`` computed as one convolution per part,
     summed: the same output to float32 rounding, without building the concatenation.
 
-    At serving, channels-last concatenation is a strided copy of every pixel: in this U-Net's
-    decoder it took a fifth of a CPU forward pass (``benchmarks/bench_runtimes.py``).
+    At serving, channels-last concatenation is a strided copy of every pixel: dropping it
+    made a CPU forward pass 4-23% faster (``benchmarks/bench_runtimes.py``, batch 8).
     """
 
     def __init__(self, conv: nn.Conv2d, first_channels: int) -> None:
@@ -36,7 +36,12 @@ class SplitConv2d(nn.Module):
         if conv.groups != 1 or not 0 < first_channels < conv.in_channels:
             raise ValueError(f"cannot split {conv} after {first_channels} input channels")
         out, k = conv.out_channels, conv.kernel_size
-        options = {"padding": conv.padding, "stride": conv.stride, "dilation": conv.dilation}
+        options = {
+            "padding": conv.padding,
+            "padding_mode": conv.padding_mode,
+            "stride": conv.stride,
+            "dilation": conv.dilation,
+        }
         self.first = nn.Conv2d(first_channels, out, k, bias=conv.bias is not None, **options)
         self.second = nn.Conv2d(conv.in_channels - first_channels, out, k, bias=False, **options)
         with torch.no_grad():
@@ -76,6 +81,13 @@ class DecoderBlock(nn.Module):
         first = self.convs[0]
         if not isinstance(first[0], SplitConv2d):
             first[0] = SplitConv2d(first[0], self.in_channels)
+
+
+def split_concats(model: nn.Module) -> nn.Module:
+    """``model`` with every decoder block's skip concatenation split (in place), for serving."""
+    for block in [m for m in model.modules() if isinstance(m, DecoderBlock)]:
+        block.split_concat()
+    return model
 
 
 class TimmUNet(nn.Module):
