@@ -143,9 +143,11 @@ class Judge:
 
     def pick(self, realism: torch.Tensor, router_probs: torch.Tensor) -> torch.Tensor:
         """Index of the chosen candidate per photo, from (B, K) realism and router
-        probabilities; a NaN realism is a candidate left unscored (see :func:`contenders`)."""
+        probabilities; a NaN realism is a candidate left unscored (see :func:`contenders`),
+        and a photo with none scored (none could outvote the router) gets the favourite."""
         scores = pick_scores(realism, router_probs, self.router_weight)
-        return scores.masked_fill(realism.isnan(), -math.inf).argmax(dim=1)
+        picks = scores.masked_fill(realism.isnan(), -math.inf).argmax(dim=1)
+        return torch.where(realism.isnan().all(dim=1), router_probs.argmax(dim=1), picks)
 
     @torch.inference_mode()
     def score(self, l_norm: torch.Tensor, candidates: Sequence[torch.Tensor]) -> torch.Tensor:

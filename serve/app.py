@@ -197,7 +197,7 @@ def show_details(
         )
     for domain, p in explain.ranked(result.probs):
         st.progress(min(max(p, 0.0), 1.0), text=f"{domain}: {p:.0%}")
-    if result.strategy == JUDGE:
+    if result.strategy == JUDGE and result.scores:
         st.markdown(
             "Discriminator fallback, realism per specialist (one the router's belief rules "
             "out whatever it scores is not run):"

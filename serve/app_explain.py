@@ -34,6 +34,12 @@ def route_summary(result: ColorizeResult, threshold: float) -> str:
     if result.strategy == FORCED:
         return f"**{result.domain}** specialist, chosen by you (the router was not asked)."
     confidence = result.confidence if result.confidence is not None else float("nan")
+    if result.strategy == JUDGE and not result.scores:
+        return (
+            f"Router unsure (confidence {confidence:.3f} < {threshold:.3f}), but it believes "
+            f"**{result.domain}** so far above the rest that no discriminator score could "
+            "change the pick: that specialist coloured it, unjudged."
+        )
     if result.strategy == JUDGE:
         return (
             f"Router unsure (confidence {confidence:.3f} < {threshold:.3f}): the specialists "

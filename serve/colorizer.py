@@ -36,7 +36,7 @@ from torch import nn
 
 from common.fold import fold_batchnorm
 from common.images import Photo, from_pil
-from discriminators.scoring import Judge, beliefs, contenders, load_calibration
+from discriminators.scoring import EPS, Judge, beliefs, contenders, load_calibration
 from specialists.output import predict_ab
 from specialists.timm_unet import split_concats
 
@@ -343,11 +343,14 @@ class Colorizer:
     def _judged_candidates(
         self, l_norm: torch.Tensor, decisions: Sequence[Decision], every: bool
     ) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor | None]:
-        """The candidates the judge needs, per photo, and their (B, K) realism (NaN: not made).
+        """The candidates the judge needs, per photo, and their (B, K) realism (NaN: not
+        scored).
 
         The router's favourite is coloured and scored first; another specialist colours a
         photo only if it could still win the pick (``discriminators.scoring.contenders``), or
-        with ``every``. Without a judge (one specialist) every candidate is made, unscored.
+        with ``every``. A favourite that nothing could outvote, whatever the discriminators
+        said, is not scored: the pick is the same and most judged photos need no judge.
+        Without a judge (one specialist) every candidate is made, unscored.
         """
         names = self.domains
         made: list[dict[str, torch.Tensor]] = [{} for _ in decisions]
@@ -361,24 +364,35 @@ class Colorizer:
         favourite = probs.argmax(dim=1)
         realism = torch.full(probs.shape, math.nan)
 
-        def colour_and_score(wanted: torch.Tensor) -> None:  # (B, K) bool
+        def colour(wanted: torch.Tensor, scored: torch.Tensor) -> None:  # (B, K), (B,) bool
             for k, name in enumerate(names):
                 rows = wanted[:, k].nonzero()[:, 0].tolist()
-                if rows:
-                    ab = predict_ab(self.generators[name], l_norm[rows])
-                    realism[rows, k] = self.judge.score(l_norm[rows], [ab])[:, 0].float().cpu()
-                    for n, j in enumerate(rows):
-                        made[j][name] = ab[n]
+                if not rows:
+                    continue
+                ab = predict_ab(self.generators[name], l_norm[rows])
+                for n, j in enumerate(rows):
+                    made[j][name] = ab[n]
+                keep = [n for n, j in enumerate(rows) if scored[j]]
+                if keep:
+                    judged = [rows[n] for n in keep]
+                    scores = self.judge.score(l_norm[judged], [ab[keep]])
+                    realism[judged, k] = scores[:, 0].float().cpu()
 
         first = torch.zeros(probs.shape, dtype=torch.bool)
         first[torch.arange(len(decisions)), favourite] = True
-        colour_and_score(first)
         if every:
-            rest = ~first
-        else:
-            best = realism.gather(1, favourite[:, None])[:, 0]
-            rest = contenders(best, probs, favourite, self.judge.router_weight) & ~first
-        colour_and_score(rest)
+            colour(first, torch.ones(len(decisions), dtype=torch.bool))
+            colour(~first, torch.ones(len(decisions), dtype=torch.bool))
+            return made, realism
+        # realism is at least EPS: where no other candidate could win even then, the
+        # favourite is the pick whatever it scores, and the discriminators need not run
+        weight = self.judge.router_weight
+        worst = torch.full(favourite.shape, EPS)
+        open_rows = (contenders(worst, probs, favourite, weight) & ~first).any(dim=1)
+        colour(first, open_rows)
+        best = realism.gather(1, favourite[:, None])[:, 0]
+        rest = contenders(best, probs, favourite, weight) & ~first & open_rows[:, None]
+        colour(rest, open_rows)
         return made, realism
 
     @torch.inference_mode()

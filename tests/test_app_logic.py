@@ -186,6 +186,8 @@ def test_route_summary_says_what_happened():
     summary = explain.route_summary(result, 0.5)
     assert "Router sure" in summary and "**portrait**" in summary
     result.strategy, result.confidence = JUDGE, 0.3
+    assert "no discriminator score could change" in explain.route_summary(result, 0.5)
+    result.scores = {"portrait": 0.6, "general": 0.4}
     assert "discriminators chose **portrait**" in explain.route_summary(result, 0.5)
     result.strategy = ROUTER  # a lone specialist is used even when the router is unsure
     assert "only specialist" in explain.route_summary(result, 0.5)

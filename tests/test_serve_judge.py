@@ -109,6 +109,16 @@ def test_contenders_are_the_candidates_that_could_still_win():
         assert judge.pick(full, beliefs)[1] == 0 and judge.pick(full, beliefs)[0] != 2
 
 
+def test_a_photo_with_nothing_scored_gets_the_routers_favourite():
+    """Serving scores nothing where no candidate could outvote the favourite: the pick is then
+    the favourite, not the first column; scored rows are picked as before."""
+    judge = Judge({"a": monotone_discriminator()}, router_weight=4.0)
+    beliefs = torch.tensor([[0.1, 0.2, 0.7], [0.45, 0.1, 0.45]])
+    nan = float("nan")
+    realism = torch.tensor([[nan, nan, nan], [0.9, nan, 0.01]])
+    assert judge.pick(realism, beliefs).tolist() == [2, 0]
+
+
 def test_multiscale_discriminators_can_judge():
     multi = discriminators.create_model("multiscale_patchgan", num_scales=2, ndf=8, n_layers=2)
     raw = realism_logits(multi.eval(), torch.zeros(3, 1, 64, 64), torch.zeros(3, 2, 64, 64))
