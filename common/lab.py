@@ -60,8 +60,21 @@ def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
 
 
 def rgb_to_lightness(rgb: torch.Tensor) -> torch.Tensor:
-    """L channel (..., 1, H, W) of an sRGB image, what a black-and-white photo keeps."""
-    return rgb_to_lab(rgb)[..., :1, :, :]
+    """L channel (..., 1, H, W) of an sRGB image (..., 3, H, W) in [0, 1], or of a grey one
+    (..., 1, H, W), R = G = B: what a black-and-white photo keeps.
+
+    Only Y is computed, in the order :func:`rgb_to_lab` computes it, so L is the same to the
+    bit at a third of the work (a grey image's linear value once, not thrice).
+    """
+    rgb = rgb.clamp(0.0, 1.0)
+    linear = torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
+    red, green, blue = (
+        linear.unbind(dim=-3) if linear.shape[-3] == 3 else [linear[..., 0, :, :]] * 3
+    )
+    weights = _XYZ_FROM_RGB[1].to(device=rgb.device, dtype=rgb.dtype)
+    y = (weights[0] * red + weights[1] * green + weights[2] * blue).unsqueeze(-3)
+    f = torch.where(y > _EPS, y.clamp_min(_EPS) ** (1.0 / 3.0), _KAPPA * y + 16.0 / 116.0)
+    return 116.0 * f - 16.0
 
 
 def normalize_l(lightness: torch.Tensor) -> torch.Tensor:

@@ -46,12 +46,13 @@ def router_view(pixels: np.ndarray, size: int) -> torch.Tensor:
         np.asarray(Image.fromarray(p.astype(np.float32)).resize(shape, Image.Resampling.BILINEAR))
         for p in planes
     ]
-    rgb = torch.from_numpy(np.stack(small * (3 // len(small)))).unsqueeze(0) / levels
+    rgb = torch.from_numpy(np.stack(small)).unsqueeze(0) / levels  # grey: one plane
     return fit_square(rgb_to_l_norm(rgb.clamp(0.0, 1.0)), size)
 
 
 def rgb_to_l_norm(rgb: torch.Tensor) -> torch.Tensor:
-    """sRGB batch (B, 3, H, W) in [0, 1] -> normalised lightness (B, 1, H, W) in [-1, 1]."""
+    """sRGB batch (B, 3, H, W), or grey (B, 1, H, W), in [0, 1] -> normalised lightness
+    (B, 1, H, W) in [-1, 1]."""
     return normalize_l(rgb_to_lightness(rgb)).clamp(-1.0, 1.0)
 
 

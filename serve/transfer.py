@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from common.lab import join_lab, normalize_l, rgb_to_lab, rgb_to_lightness
+from common.lab import join_lab, normalize_l, rgb_to_lightness
 
 from .options import MAX_STRENGTH
 
@@ -75,7 +75,7 @@ def full_lightness(pixels: np.ndarray, device: str | torch.device = "cpu") -> to
     step = _rows_per_strip(width)
     for top in range(0, height, step):
         strip = torch.from_numpy(pixels[top : top + step].astype(np.float32)).to(device)
-        out[:, top : top + step] = rgb_to_lab(strip.permute(2, 0, 1) / (levels - 1))[:1]
+        out[:, top : top + step] = rgb_to_lightness(strip.permute(2, 0, 1) / (levels - 1))
     return out
 
 
