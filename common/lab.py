@@ -53,9 +53,10 @@ def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
     f = torch.stack((fx, fy, fz), dim=-3)
     xyz = torch.where(f > 0.2068966, f**3, (f - 16.0 / 116.0) / _KAPPA) * _white(lab)
     linear = _apply_matrix(_RGB_FROM_XYZ, xyz)
-    rgb = torch.where(
-        linear > 0.0031308, 1.055 * linear.clamp_min(0.0031308) ** (1 / 2.4) - 0.055, 12.92 * linear
-    )
+    # x ** (1 / 2.4) as exp(log(x) / 2.4): within 4e-7 of it and 3x faster on a CPU, where
+    # this power was half of the full-resolution join's time (serve.transfer)
+    gamma = linear.clamp_min(0.0031308).log_().mul_(1 / 2.4).exp_()
+    rgb = torch.where(linear > 0.0031308, 1.055 * gamma - 0.055, 12.92 * linear)
     return rgb.clamp(0.0, 1.0)
 
 
