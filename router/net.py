@@ -7,7 +7,6 @@ cheap way to fine-tune on a CPU. Any timm model of the EfficientNet family works
 """
 
 import torch
-from timm.models.efficientnet import EfficientNet
 from torch import nn
 
 from common.lab import denormalize_l, lab_to_rgb
@@ -29,6 +28,8 @@ class RouterNet(nn.Module):
         dropout: float = 0.2,
     ) -> None:
         super().__init__()
+        from timm.models.efficientnet import EfficientNet  # timm loads with the first model
+
         self.backbone = create_backbone(backbone, pretrained=pretrained, num_classes=0)
         if not isinstance(self.backbone, EfficientNet):
             raise ValueError(f"{backbone}: router needs a timm EfficientNet-family model")

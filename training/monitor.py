@@ -17,7 +17,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
-from torchvision.utils import save_image  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from common.files import atomic_write, atomic_write_json, atomic_write_text  # noqa: E402
@@ -174,6 +173,8 @@ def save_sample_grid(
     gray: torch.Tensor, pred: torch.Tensor, truth: torch.Tensor, path: Path
 ) -> None:
     """One row per image: grayscale input | prediction | ground truth."""
+    from torchvision.utils import save_image  # here: importing torchvision takes 2 s
+
     rows = torch.stack((gray.expand_as(truth), pred, truth), dim=1).flatten(0, 1)
     atomic_write(
         path, lambda handle: save_image(rows.cpu(), handle, nrow=3, padding=2, format="png")

@@ -13,7 +13,6 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw
 from torch import nn
-from torchvision.utils import make_grid
 
 from common.files import atomic_write
 from common.lab import join_lab, split_lab
@@ -105,6 +104,8 @@ def evaluate_generator(
 
 def save_comparison_grid(columns: Mapping[str, torch.Tensor], path: Path) -> None:
     """One row per photo, one labelled column per entry of ``columns`` (RGB batches)."""
+    from torchvision.utils import make_grid  # here: importing torchvision takes 2 s
+
     names = list(columns)
     images = torch.stack([columns[n].cpu() for n in names], dim=1).flatten(0, 1)
     grid = make_grid(images.clamp(0, 1), nrow=len(names), padding=2, pad_value=1.0)

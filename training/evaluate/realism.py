@@ -14,7 +14,6 @@ import math
 import numpy as np
 import torch
 from torch import nn
-from torchmetrics.image.fid import FrechetInceptionDistance
 
 from common.lab import rgb_to_lab
 
@@ -64,6 +63,9 @@ def frechet_distance(real: np.ndarray, fake: np.ndarray) -> float | None:
     """Frechet distance between two (N, D) feature sets; None below MIN_FRECHET_PHOTOS."""
     if min(len(real), len(fake)) < MIN_FRECHET_PHOTOS:
         return None
+    # here, not at the top: torchmetrics' image package imports torchvision (2 s)
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
     metric = FrechetInceptionDistance(feature=_Precomputed(real.shape[1]))
     metric.update(torch.from_numpy(np.asarray(real, dtype=np.float64)), real=True)
     metric.update(torch.from_numpy(np.asarray(fake, dtype=np.float64)), real=False)
