@@ -36,6 +36,7 @@ from torch import nn
 
 from common.fold import fold_batchnorm
 from common.images import Photo, from_pil
+from common.same_padding import unpad_same_convs
 from discriminators.scoring import EPS, Judge, beliefs, contenders, load_calibration
 from specialists.output import predict_ab
 from specialists.timm_unet import split_concats
@@ -94,7 +95,8 @@ class Colorizer:
         self.stride = math.lcm(*(int(getattr(g, "stride", 1)) for g in generators.values()))
         # The models are taken over, as served: on the device in eval mode, batch norms folded
         # into their convolutions (common.fold), decoders' skip concatenations split into one
-        # convolution per part (SplitConv2d) and channels-last (oneDNN's fast path).
+        # convolution per part (SplitConv2d), TensorFlow-"same" convolutions without a padded
+        # copy of their input (common.same_padding) and channels-last (oneDNN's fast path).
         self.dtype = generator_dtype(precision, self.device)
         self.generators = {name: self._served(g, self.dtype) for name, g in generators.items()}
         for disc in judge.discriminators.values() if judge is not None else ():
@@ -121,6 +123,7 @@ class Colorizer:
 
     def _served(self, model: nn.Module, dtype: torch.dtype) -> nn.Module:
         served = split_concats(fold_batchnorm(model, inplace=True))  # same colours, faster
+        unpad_same_convs(served)
         served.to(self.device, memory_format=torch.channels_last)
         return served if dtype == torch.float32 else CpuAutocast(served, dtype)
 
