@@ -8,10 +8,11 @@ mixed folder fills most (128 x 128, 128 x 160, 128 x 192), seconds per batch (me
 
 - ``eager_fp32``: PyTorch, as trained (batch norms in place);
 - ``folded_fp32``: PyTorch with the batch norms folded into the convolutions (common.fold);
-- ``split_fp32``: folded, each decoder block's skip concatenation split into one
-  convolution per part (``specialists.timm_unet.SplitConv2d``) and the stride-2 convolutions
-  padding no copy of their input (``common.same_padding``): what serving runs;
-- ``folded_bf16`` / ``split_bf16``: the same under CPU bfloat16 autocast (what
+- ``split_fp32``: folded, and each decoder block's skip concatenation split into one
+  convolution per part (``specialists.timm_unet.SplitConv2d``);
+- ``served_fp32``: split, and the stride-2 convolutions padding no copy of their input
+  (``common.same_padding``): what serving runs;
+- ``folded_bf16`` / ``served_bf16``: the same under CPU bfloat16 autocast (what
   ``--precision auto`` serves on a CPU with AMX or AVX-512 BF16);
 - ``onnxruntime_fp32``: the folded model exported to ONNX (dynamic batch and size) and run by
   ONNX Runtime's CPU provider, when ``onnxruntime`` and ``onnx`` are importable (they are not
@@ -84,14 +85,15 @@ def main() -> None:
     path = args.weights / "specialists" / "general.safetensors"
     eager = specialists.load_generator(path).eval().to(memory_format=torch.channels_last)
     folded = fold_batchnorm(eager).to(memory_format=torch.channels_last)
-    split = unpad_same_convs(split_concats(copy.deepcopy(folded)))
-    split.to(memory_format=torch.channels_last)
+    split = split_concats(copy.deepcopy(folded)).to(memory_format=torch.channels_last)
+    served = unpad_same_convs(copy.deepcopy(split)).to(memory_format=torch.channels_last)
     runtimes: dict[str, Callable] = {
         "eager_fp32": eager,
         "folded_fp32": folded,
         "split_fp32": split,
+        "served_fp32": served,
         "folded_bf16": CpuAutocast(folded, torch.bfloat16),
-        "split_bf16": CpuAutocast(split, torch.bfloat16),
+        "served_bf16": CpuAutocast(served, torch.bfloat16),
     }
     skipped: dict[str, str] = {}
     compile_seconds: dict[str, float] = {}

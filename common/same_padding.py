@@ -4,8 +4,9 @@ timm's ``tf_`` models (the router's and the specialists' EfficientNet-Lite0) pad
 stride-2 input one more on the bottom and right than on the top and left (``Conv2dSame``),
 which copies the whole activation and on a CPU costs more than the depthwise convolution
 after it. A kernel with a zero row (or column) put in front, padded symmetrically, takes the
-same sums: the zero taps add nothing. Measured on a 2-core CPU (``benchmarks/bench_runtimes.py``):
-a router pass 7% faster, a generator pass 2%, outputs equal to the bit.
+same sums: the zero taps add nothing. On a 2-core AVX2 CPU a generator pass got 2-2.5%
+faster (``benchmarks/bench_runtimes.py``: ``served_fp32`` against ``split_fp32``) and the
+mixed folder's outputs stayed byte-identical.
 """
 
 import math
