@@ -43,10 +43,13 @@ class SymmetricSameConv2d(nn.Module):
 
 def unpad_same_convs(model: nn.Module) -> nn.Module:
     """``model`` with every timm ``Conv2dSame`` wrapped in :class:`SymmetricSameConv2d`, in
-    place, for inference (call it after ``common.fold.fold_batchnorm``)."""
+    place, for inference (call it after ``common.fold.fold_batchnorm``); a second call
+    changes nothing."""
     from timm.layers import Conv2dSame  # only models that hold one need timm
 
     for parent in list(model.modules()):
+        if isinstance(parent, SymmetricSameConv2d):
+            continue  # already wrapped
         for name, child in list(parent.named_children()):
             if isinstance(child, Conv2dSame):
                 setattr(parent, name, SymmetricSameConv2d(child))

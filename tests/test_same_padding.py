@@ -40,7 +40,7 @@ def test_served_models_lose_every_padded_copy_and_keep_their_outputs(build):
         model = specialists.create_model("unet_effnet_lite0", pretrained=False)
         x = torch.rand(2, 1, 64, 96) * 2 - 1
     model = randomise_norms(model)
-    served = unpad_same_convs(fold_batchnorm(model))
+    served = unpad_same_convs(unpad_same_convs(fold_batchnorm(model)))  # twice: no change
     wrapped = [m.conv for m in served.modules() if isinstance(m, SymmetricSameConv2d)]
     every = [m for m in served.modules() if isinstance(m, Conv2dSame)]
     assert len(wrapped) == len(every) == 5  # the stem and four stride-2 depthwise convs
