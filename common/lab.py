@@ -33,13 +33,21 @@ def _white(image: torch.Tensor) -> torch.Tensor:
     return torch.tensor(_WHITE_D65, device=image.device, dtype=image.dtype).view(3, 1, 1)
 
 
+def _linear(rgb: torch.Tensor) -> torch.Tensor:
+    """sRGB (any shape) -> linear light, clamped to [0, 1] first."""
+    rgb = rgb.clamp(0.0, 1.0)
+    return torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
+
+
+def _lab_f(t: torch.Tensor) -> torch.Tensor:
+    """CIE Lab's f of XYZ relative to the white point."""
+    return torch.where(t > _EPS, t.clamp_min(_EPS) ** (1.0 / 3.0), _KAPPA * t + 16.0 / 116.0)
+
+
 def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     """sRGB in [0, 1], shape (..., 3, H, W) -> Lab with L in [0, 100]."""
-    rgb = rgb.clamp(0.0, 1.0)
-    linear = torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
-    xyz = _apply_matrix(_XYZ_FROM_RGB, linear) / _white(rgb)
-    f = torch.where(xyz > _EPS, xyz.clamp_min(_EPS) ** (1.0 / 3.0), _KAPPA * xyz + 16.0 / 116.0)
-    fx, fy, fz = f.unbind(dim=-3)
+    xyz = _apply_matrix(_XYZ_FROM_RGB, _linear(rgb)) / _white(rgb)
+    fx, fy, fz = _lab_f(xyz).unbind(dim=-3)
     lab = torch.stack((116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)), dim=-3)
     return lab
 
@@ -67,15 +75,13 @@ def rgb_to_lightness(rgb: torch.Tensor) -> torch.Tensor:
     Only Y is computed, in the order :func:`rgb_to_lab` computes it, so L is the same to the
     bit at a third of the work (a grey image's linear value once, not thrice).
     """
-    rgb = rgb.clamp(0.0, 1.0)
-    linear = torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
+    linear = _linear(rgb)
     red, green, blue = (
         linear.unbind(dim=-3) if linear.shape[-3] == 3 else [linear[..., 0, :, :]] * 3
     )
     weights = _XYZ_FROM_RGB[1].to(device=rgb.device, dtype=rgb.dtype)
     y = (weights[0] * red + weights[1] * green + weights[2] * blue).unsqueeze(-3)
-    f = torch.where(y > _EPS, y.clamp_min(_EPS) ** (1.0 / 3.0), _KAPPA * y + 16.0 / 116.0)
-    return 116.0 * f - 16.0
+    return 116.0 * _lab_f(y) - 16.0
 
 
 def normalize_l(lightness: torch.Tensor) -> torch.Tensor:

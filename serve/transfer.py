@@ -58,7 +58,7 @@ def model_shape(width: int, height: int, size: int, stride: int) -> tuple[int, i
 def _grey_lut(levels: int) -> np.ndarray:
     """L (0..100) of every grey level: a grey photo's L is a lookup, not a conversion."""
     grey = torch.linspace(0.0, 1.0, levels, dtype=torch.float64).view(1, levels, 1)
-    return rgb_to_lightness(grey.expand(3, levels, 1)).view(levels).float().numpy()
+    return rgb_to_lightness(grey).view(levels).float().numpy()  # one plane: R = G = B
 
 
 def _rows_per_strip(width: int) -> int:
