@@ -11,14 +11,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.fold import fold_batchnorm
-from common.same_padding import unpad_same_convs
 from specialists.checkpoint import (
     CheckpointError,
     build_from_checkpoint,
     load_checkpoint,
     save_model,
 )
+from specialists.serving import for_inference
 
 from .calibration import Calibration, combine, typicality
 from .decision import Neighbour, RouteDecision
@@ -77,11 +76,10 @@ class Router:
         if list(index.domains) != list(domains):
             raise RouterError(f"index domains {index.domains} differ from the network's {domains}")
         self.net = net.to(device).eval()
-        # what routes: a copy with its batch norms folded in (common.fold), same outputs to
-        # float32 rounding and a fifth faster, and its stride-2 convolutions padding no copy
-        # of their input (common.same_padding); ``net`` stays as trained, for saving
-        folded = unpad_same_convs(fold_batchnorm(self.net))
-        self.folded = folded.to(memory_format=torch.channels_last)
+        # what routes: a copy prepared for inference (specialists.serving: batch norms folded,
+        # no padded copies), same outputs to float32 rounding and a fifth faster; ``net``
+        # stays as trained, for saving
+        self.folded = for_inference(self.net).to(memory_format=torch.channels_last)
         self.index = index
         self.calibration = calibration
         self.domains = list(domains)

@@ -34,12 +34,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from common.fold import fold_batchnorm
 from common.images import Photo, from_pil
-from common.same_padding import unpad_same_convs
 from discriminators.scoring import EPS, Judge, beliefs, contenders, load_calibration
 from specialists.output import predict_ab
-from specialists.timm_unet import split_concats
+from specialists.serving import for_inference
 
 from .precision import CpuAutocast, generator_dtype
 from .restraint import Restraint, restraint_table
@@ -93,10 +91,9 @@ class Colorizer:
         self.router = router
         self.device = torch.device(device)
         self.stride = math.lcm(*(int(getattr(g, "stride", 1)) for g in generators.values()))
-        # The models are taken over, as served: on the device in eval mode, batch norms folded
-        # into their convolutions (common.fold), decoders' skip concatenations split into one
-        # convolution per part (SplitConv2d), TensorFlow-"same" convolutions without a padded
-        # copy of their input (common.same_padding) and channels-last (oneDNN's fast path).
+        # The models are taken over, as served: on the device in eval mode, prepared for
+        # inference (specialists.serving: batch norms folded, no skip concatenations, no
+        # padded copies) and channels-last (oneDNN's fast path).
         self.dtype = generator_dtype(precision, self.device)
         self.generators = {name: self._served(g, self.dtype) for name, g in generators.items()}
         for disc in judge.discriminators.values() if judge is not None else ():
@@ -122,8 +119,7 @@ class Colorizer:
         return other
 
     def _served(self, model: nn.Module, dtype: torch.dtype) -> nn.Module:
-        served = split_concats(fold_batchnorm(model, inplace=True))  # same colours, faster
-        unpad_same_convs(served)
+        served = for_inference(model, inplace=True)  # same colours, faster
         served.to(self.device, memory_format=torch.channels_last)
         return served if dtype == torch.float32 else CpuAutocast(served, dtype)
 
