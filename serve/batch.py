@@ -3,7 +3,8 @@ one model-input shape, join and write behind, report in order.
 
 Threads decode photos ahead within a memory budget, the models colour a full bucket in one
 pass, and other threads join each photo's colour with its full-resolution lightness and
-write it while the models colour the next bucket.
+write it while the models colour the next bucket. On a CPU two model workers colour two
+buckets at once, each on half the torch threads (:func:`model_workers`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import defaultdict, deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,6 +36,31 @@ BATCH_PIXELS = 4_000_000  # a batch stops growing here: big scans are coloured o
 # pipeline; small photos are limited by the number of photos in flight instead.
 HELD_PIXELS = 32_000_000
 IO_THREADS = 2  # decode ahead / join and encode behind: Pillow, zlib and torch drop the GIL
+MODEL_WORKERS = 2  # buckets coloured at once on a CPU (torch drops the GIL in its ops)
+
+
+def model_workers(device: str, threads: int, workers: int | None = None) -> tuple[int, int]:
+    """(model workers, torch threads each) for ``threads`` torch threads on ``device``;
+    ``workers`` overrides the default.
+
+    Why two workers on a CPU: most of these models' layers are too small for two threads
+    to share well (depthwise convolutions, 8 x 8 maps, element-wise ops, and a wake-up per
+    op), so two buckets coloured side by side on one thread each go faster than one on two
+    (README, "Two buckets at once"). A GPU keeps one worker: it runs one pass at a time.
+    """
+    if workers is None:
+        workers = min(MODEL_WORKERS, threads) if device == "cpu" else 1
+    workers = max(1, workers)
+    return workers, max(1, threads // workers)
+
+
+def _worker_setup(threads: int) -> None:
+    """Each model worker's torch settings (per thread: OpenMP's thread count, and the
+    flush-to-zero of denormals the Colorizer asks for)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)
 
 
 def _read(job: Job, max_pixels: int) -> tuple[Photo | ImageReadError, float]:
@@ -58,6 +84,15 @@ def _save(
     except OSError as exc:
         error = f"cannot write {path} ({os_reason(exc)})"
     return error, time.perf_counter() - start
+
+
+def _timed_predict(
+    colorizer: Colorizer, photos: list[Photo], domain: str | None
+) -> tuple[list[Prediction | str], float]:
+    """:func:`_predict` in a model worker, with its seconds per photo."""
+    start = time.perf_counter()
+    predictions = _predict(colorizer, photos, domain)
+    return predictions, (time.perf_counter() - start) / len(photos)
 
 
 def _predict(
@@ -120,17 +155,25 @@ def run(
     max_pixels: int = 64_000_000,
     progress: bool = True,
     strength: float = 1.0,
+    workers: int | None = None,
 ) -> Summary:
     """Colour ``jobs`` (already sharded) and write the report; returns the tallies.
 
     A pipeline keeps the models busy: threads decode photos ahead, photos wait in buckets of
     one model-input shape until a batch is full (or the folder ends, or memory says stop),
-    the models colour a bucket, and threads join the colour with each full-resolution photo
-    and write it while the models colour the next. Report lines follow colouring order.
-    Outputs are written link-safely below ``out_dir``. On Ctrl-C or SIGTERM the outputs being
-    written are finished and reported, and the summary says it was interrupted.
+    ``workers`` model workers (default: :func:`model_workers` of the torch threads) colour
+    one bucket each, and threads join the colour with each full-resolution photo and write
+    it while the models colour the next. Report lines follow the order buckets were started
+    in, whichever worker finishes first. Outputs are written link-safely below ``out_dir``.
+    On Ctrl-C or SIGTERM the outputs being written are finished and reported, and the
+    summary says it was interrupted.
     """
+    import torch
+
     from .result import JUDGE
+
+    threads = torch.get_num_threads()
+    workers, each = model_workers(colorizer.device.type, threads, workers)
 
     summary = Summary()
     mmap_threshold = MmapThreshold(big_pixels=BATCH_PIXELS)  # big scans: buffers returned
@@ -156,6 +199,7 @@ def run(
     bar = tqdm(total=len(jobs), initial=summary.skipped, unit="photo", disable=not progress)
     decoding: deque = deque()  # (job, pixels, future of (photo or error, seconds)), in order
     buckets: dict[tuple[int, int], list] = defaultdict(list)  # shape -> [(job, photo, seconds)]
+    colouring: deque[tuple[list, Future]] = deque()  # (bucket, future), in starting order
     writing: deque = deque()  # (job, pixels, size, seconds so far, future), in colouring order
     held = 0  # pixels of the photos in flight (decoding, in a bucket, being written)
 
@@ -181,12 +225,25 @@ def run(
                 wait = False
 
     def colour(shape: tuple[int, int]) -> None:
-        """Run the models on one bucket and hand its photos to the finishing threads."""
-        nonlocal held
+        """Give one bucket to a model worker (once one is free)."""
+        while len(colouring) >= workers:
+            deliver(wait=True)
         batch = buckets.pop(shape)
-        colour_start = time.perf_counter()
-        predictions = _predict(colorizer, [photo for _, photo, _ in batch], domain)
-        share = (time.perf_counter() - colour_start) / len(batch)
+        photos = [photo for _, photo, _ in batch]
+        colouring.append((batch, models.submit(_timed_predict, colorizer, photos, domain)))
+        deliver(wait=False)
+
+    def deliver(wait: bool) -> None:
+        """Hand coloured buckets to the finishing threads, oldest first; with ``wait``, wait
+        for the oldest first."""
+        while colouring and (wait or colouring[0][1].done()):
+            batch, future = colouring.popleft()
+            hand_over(batch, *future.result())
+            wait = False
+
+    def hand_over(batch: list, predictions: list, share: float) -> None:
+        """Send a coloured bucket's photos to be joined and written (failures reported)."""
+        nonlocal held
         for (job, photo, seconds), prediction in zip(batch, predictions):
             pixels = photo.size[0] * photo.size[1]
             if isinstance(prediction, str):
@@ -213,9 +270,13 @@ def run(
         bar,
         ThreadPoolExecutor(IO_THREADS, thread_name_prefix="decode") as decoder,
         ThreadPoolExecutor(IO_THREADS, thread_name_prefix="finish") as finisher,
+        ThreadPoolExecutor(
+            workers, thread_name_prefix="models", initializer=_worker_setup, initargs=(each,)
+        ) as models,
     ):
         try:
-            while todo or decoding or buckets:
+            while todo or decoding or buckets or colouring:
+                deliver(wait=False)
                 # decode ahead: a batch's worth in flight, within the memory budget
                 while todo and len(decoding) < batch_size and room(todo[0][1]):
                     job, pixels = todo.popleft()
@@ -238,15 +299,21 @@ def run(
                         colour(shape)
                 elif buckets:  # nothing more to decode now (memory) or at all: colour the fullest
                     colour(fullest())
+                elif colouring:  # the budget is spent on photos in the models: wait for them
+                    deliver(wait=True)
                 else:  # the budget is spent on photos being written: wait for the oldest
                     collect(wait=True)
             while writing:
                 collect(wait=True)
         except KeyboardInterrupt as exc:  # Terminated (SIGTERM) included
             summary.interrupted = exc
+            for _, future in colouring:  # buckets not started are left for a rerun
+                future.cancel()
             with SIGNALS.held(then_raise=False):  # a second signal does not cut this short
                 while writing:  # what the threads have in hand is finished and reported
                     collect(wait=True)
+        finally:
+            torch.set_num_threads(threads)  # as it was, for whatever runs next in this process
     summary.seconds = time.perf_counter() - start
     summary.left = len(jobs) - summary.done - summary.failed - summary.skipped
     return summary

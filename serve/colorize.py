@@ -150,8 +150,13 @@ def build_parser(weights: Path | None = None) -> argparse.ArgumentParser:
         "--threads",
         type=int,
         metavar="N",
-        help="CPU threads for torch (default: torch's, all cores)",
+        help="CPU threads for torch (default: torch's, all cores), shared by the --workers",
     )
+    parser.add_argument(
+        "--workers", type=int, metavar="N",
+        help="batches coloured at once, each on its share of the threads "
+        "(default: 2 on a CPU with 2 or more threads, else 1)",
+    )  # fmt: skip
     parser.add_argument(
         "--max-megapixels", type=float, default=64.0, metavar="MP",
         help="refuse larger photos before decoding them (default: %(default)g)",
@@ -250,8 +255,9 @@ def _main(args: argparse.Namespace) -> int:
         raise UsageError("--threshold must be >= 0")
     if not 0.0 <= args.strength <= MAX_STRENGTH:
         raise UsageError(f"--strength must be between 0 and {MAX_STRENGTH:g}")
-    if args.threads is not None and args.threads < 1:
-        raise UsageError("--threads must be at least 1")
+    for name, value in (("--threads", args.threads), ("--workers", args.workers)):
+        if value is not None and value < 1:
+            raise UsageError(f"{name} must be at least 1")
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"{args.out}: exists and is not a folder")
     known = domain_names(args.weights)
@@ -309,6 +315,7 @@ def _main(args: argparse.Namespace) -> int:
             max_pixels=int(args.max_megapixels * 1e6),
             progress=not args.no_progress,
             strength=args.strength,
+            workers=args.workers,
         )
     finally:
         if report is not None:

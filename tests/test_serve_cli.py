@@ -197,6 +197,7 @@ def test_expand_inputs_refuses_overlaps(tmp_path):
         (["*.nothing"], "no file matches"),
         (["in", "--domain", "underwater"], "no such specialist"),
         (["in", "--batch-size", "0"], "--batch-size must be at least 1"),
+        (["in", "--workers", "0"], "--workers must be at least 1"),
         (["in", "--threshold", "-1"], "--threshold must be >= 0"),
         (["in/a.png", "-o", "in"], "inside the output folder"),
     ],
@@ -323,6 +324,69 @@ def test_a_mixed_folder_fills_batches_of_one_shape(weights, tmp_path, monkeypatc
     assert sorted(map(len, batches)) == [2, 2, 4, 4]
     for job in jobs:
         assert Image.open(job.output).size == Image.open(job.source).size
+
+
+def test_two_model_workers_on_a_cpu_one_on_a_gpu():
+    from serve.batch import model_workers
+
+    assert model_workers("cpu", 2) == (2, 1)
+    assert model_workers("cpu", 16) == (2, 8)
+    assert model_workers("cpu", 1) == (1, 1)  # --threads 1: one worker, one thread
+    assert model_workers("cuda", 16) == (1, 16)
+    assert model_workers("cpu", 2, workers=1) == (1, 2)  # --workers 1: as before workers
+    assert model_workers("cpu", 2, workers=4) == (4, 1)
+
+
+def test_two_workers_colour_two_buckets_at_once_with_the_same_results(
+    weights, tmp_path, monkeypatch
+):
+    """The second bucket starts while the first is in the models (each call waits for the
+    other at a barrier, which times out when the calls run one after another); outputs and
+    the report's order are those of one worker, and the caller's torch threads are kept."""
+    import threading
+
+    import torch
+
+    from serve.batch import run
+    from serve.colorizer import Colorizer
+    from serve.run_report import Report
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(10):
+        grey_photo(*((64, 64) if i % 2 else (96, 64)), seed=i).save(folder / f"{i:02d}.png")
+    colorizer = Colorizer.from_weights(weights, threshold=0.5)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one thread per worker either way: the same float rounding
+    runs = {}
+    try:
+        for workers in (1, 2):
+            out = tmp_path / f"out{workers}"
+            jobs = expand_inputs([str(folder)], out, "png")
+            report = Report(tmp_path / f"{workers}.jsonl")
+            if workers == 2:
+                barrier, real, met = threading.Barrier(2, timeout=20), Colorizer.predict, []
+
+                def predict(self, photos, domain=None, *, real=real, barrier=barrier, met=met):
+                    if len(met) < 2:
+                        met.append(barrier.wait() is not None)
+                    return real(self, photos, domain)
+
+                monkeypatch.setattr(Colorizer, "predict", predict)
+            summary = run(colorizer, jobs, report, batch_size=3, progress=False, workers=workers)
+            report.close()
+            assert summary.done == 10 and summary.failed == 0
+            assert torch.get_num_threads() == 1
+            runs[workers] = (_report(tmp_path / f"{workers}.jsonl"), out)
+    finally:
+        torch.set_num_threads(threads)
+    assert met == [True, True]  # both calls passed the barrier: they ran at the same time
+    (one, out1), (two, out2) = runs[1], runs[2]
+    assert [r["input"] for r in one] == [r["input"] for r in two]
+    assert [r["domain"] for r in one] == [r["domain"] for r in two]
+    for r in one:
+        name = Path(r["output"]).name
+        assert (out1 / name).read_bytes() == (out2 / name).read_bytes(), name
 
 
 def test_the_pipeline_holds_photos_within_its_memory_budget(weights, tmp_path, monkeypatch):
