@@ -22,8 +22,9 @@ case, whole processes of ``python -m serve.colorize`` timed from the outside, pr
 included: a folder of grayscale copies of every colorize-v2 val photo (every size and
 orientation, as they come), the larger colorize-v1 photos (long side >= 400 px) and upright
 and wide crops of them, its seconds per photo at each ``--precision`` (float32, bfloat16 and
-auto, the served default) against the ``unet_256`` forward timed in the same run (goal: at
-most 1/3); the start-up (one photo, first photo done) and ``--help``.
+auto, the served default; and float32 with ``--workers 1``) against the ``unet_256``
+forward timed in the same run (goal: at most 1/3); the start-up (one photo, first photo
+done) and ``--help``.
 ``--only-mixed`` runs just that and the 24-megapixel scans; results go to
 benchmarks/results/serve_mixed.json.
 
@@ -62,6 +63,8 @@ from serve.batch import run  # noqa: E402
 from serve.colorizer import Colorizer  # noqa: E402
 from serve.inputs import expand_inputs  # noqa: E402
 from serve.options import PRECISIONS  # noqa: E402
+
+ONE_WORKER = "float32_one_model_worker"  # the mixed folder as served before two workers
 from serve.precision import cpu_name  # noqa: E402
 from serve.run_report import Report  # noqa: E402
 from serve.transfer import model_input, model_shape, rejoin  # noqa: E402
@@ -246,11 +249,14 @@ def mixed_case(data: Path, weights: Path, tmp: Path, threads: int, limit: int | 
     unet = UNet256()
     before = unet.seconds()
     walls, records = {}, []
-    for precision in PRECISIONS[1:] + PRECISIONS[:1]:  # float32, bfloat16, then auto (served)
-        report = tmp / f"mixed-{precision}.jsonl"
-        out = tmp / f"mixed-out-{precision}"
-        args = [str(folder), "-o", str(out), "--report", str(report), "--precision", precision]
-        walls[precision] = _process([*args, *common])
+    # float32, bfloat16, float32 on one model worker (as before two), then auto (served)
+    for case in [*PRECISIONS[1:], ONE_WORKER, *PRECISIONS[:1]]:
+        report = tmp / f"mixed-{case}.jsonl"
+        out = tmp / f"mixed-out-{case}"
+        args = [str(folder), "-o", str(out), "--report", str(report), "--precision", case]
+        if case == ONE_WORKER:
+            args[-1:] = ["float32", "--workers", "1"]
+        walls[case] = _process([*args, *common])
         records = [json.loads(line) for line in report.read_text().splitlines()]
     after = unet.seconds()
     done = sum(1 for r in records if r["error"] is None)
