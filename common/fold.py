@@ -12,12 +12,17 @@ import torch
 from torch import nn
 
 
+class AfterFoldedNorm(nn.Sequential):
+    """What remains of a folded norm (its dropout and activation), marked as fed by the
+    convolution just before it (``common.conv_act`` fuses such an activation into it)."""
+
+
 def _after_norm(norm: nn.BatchNorm2d) -> nn.Module:
     """What remains of a norm layer once its affine part is in the convolution: timm's
     BatchNormAct2d also applies its dropout and activation, a plain one nothing."""
     drop, act = getattr(norm, "drop", None), getattr(norm, "act", None)
     rest = [m for m in (drop, act) if m is not None and not isinstance(m, nn.Identity)]
-    return nn.Sequential(*rest) if rest else nn.Identity()
+    return AfterFoldedNorm(*rest) if rest else nn.Identity()
 
 
 @torch.no_grad()

@@ -26,6 +26,16 @@ class SymmetricSameConv2d(nn.Module):
         self.conv = conv
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        conv = self.conv
+        weight, padding = self.weight_and_padding(x)
+        if padding is None:
+            return conv(x)
+        return F.conv2d(x, weight, conv.bias, conv.stride, padding, conv.dilation, conv.groups)
+
+    def weight_and_padding(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...] | None]:
+        """The kernel (a zero tap in front where the padding is lopsided) and the symmetric
+        padding that give the same-padded sums on ``x``; padding None: no such pair
+        (a dilated kernel), use the padding convolution."""
         conv, weight, padding = self.conv, self.conv.weight, []
         for axis, size in enumerate(x.shape[-2:]):
             k, s, d = conv.kernel_size[axis], conv.stride[axis], conv.dilation[axis]
@@ -33,12 +43,10 @@ class SymmetricSameConv2d(nn.Module):
             before, after = total // 2, total - total // 2
             if after != before:  # one zero tap in front makes it symmetric
                 if d != 1:
-                    return conv(x)
+                    return weight, None
                 weight = F.pad(weight, (1, 0, 0, 0) if axis else (0, 0, 1, 0))
             padding.append(after)
-        return F.conv2d(
-            x, weight, conv.bias, conv.stride, tuple(padding), conv.dilation, conv.groups
-        )
+        return weight, tuple(padding)
 
 
 def unpad_same_convs(model: nn.Module) -> nn.Module:
