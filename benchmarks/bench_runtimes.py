@@ -10,8 +10,10 @@ mixed folder fills most (128 x 128, 128 x 160, 128 x 192), seconds per batch (me
 - ``folded_fp32``: PyTorch with the batch norms folded into the convolutions (common.fold);
 - ``split_fp32``: folded, and each decoder block's skip concatenation split into one
   convolution per part (``specialists.timm_unet.SplitConv2d``);
-- ``served_fp32``: split, and the stride-2 convolutions padding no copy of their input
-  (``common.same_padding``): what serving runs;
+- ``unpadded_fp32``: split, and the stride-2 convolutions padding no copy of their input
+  (``common.same_padding``);
+- ``served_fp32``: unpadded, and each dense convolution and its activation in one oneDNN
+  call (``common.conv_act``): what serving runs (``specialists.serving.for_inference``);
 - ``folded_bf16`` / ``served_bf16``: the same under CPU bfloat16 autocast (what
   ``--precision auto`` serves on a CPU with AMX or AVX-512 BF16);
 - ``onnxruntime_fp32``: the folded model exported to ONNX (dynamic batch and size) and run by
@@ -41,6 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import specialists  # noqa: E402
+from common.conv_act import fuse_conv_activations  # noqa: E402
 from common.fold import fold_batchnorm  # noqa: E402
 from common.same_padding import unpad_same_convs  # noqa: E402
 from serve.precision import CpuAutocast, cpu_has_bf16, cpu_name  # noqa: E402
@@ -86,11 +89,13 @@ def main() -> None:
     eager = specialists.load_generator(path).eval().to(memory_format=torch.channels_last)
     folded = fold_batchnorm(eager).to(memory_format=torch.channels_last)
     split = split_concats(copy.deepcopy(folded)).to(memory_format=torch.channels_last)
-    served = unpad_same_convs(copy.deepcopy(split)).to(memory_format=torch.channels_last)
+    unpadded = unpad_same_convs(copy.deepcopy(split)).to(memory_format=torch.channels_last)
+    served = fuse_conv_activations(copy.deepcopy(unpadded))
     runtimes: dict[str, Callable] = {
         "eager_fp32": eager,
         "folded_fp32": folded,
         "split_fp32": split,
+        "unpadded_fp32": unpadded,
         "served_fp32": served,
         "folded_bf16": CpuAutocast(folded, torch.bfloat16),
         "served_bf16": CpuAutocast(served, torch.bfloat16),

@@ -10,6 +10,9 @@ pattern on a CPU). Measured on 2 cores, batch 8, one thread: a generator pass 58
 (README, "Two buckets at once").
 
 Only dense convolutions (``groups == 1``) are fused: the depthwise ones ran slower fused.
+Wrapped convolutions fuse through their own ``forward_fused`` (``common.same_padding``'s
+symmetric padding; ``specialists.timm_unet.SplitConv2d``, whose sum of two convolutions
+becomes oneDNN's binary post-op).
 ReLU, ReLU6 / Hardtanh and LeakyReLU are fused (exact on either path); tanh is not (another
 implementation, other rounding). Off the fast path (not a CPU, not float32, under autocast,
 with gradients, or a torch without oneDNN) the layer runs as two modules, as before.
@@ -19,7 +22,6 @@ import torch
 from torch import nn
 
 from .fold import AfterFoldedNorm
-from .same_padding import SymmetricSameConv2d
 
 
 def _pointwise_op() -> object | None:
@@ -42,6 +44,26 @@ def _attr(module: nn.Module) -> tuple[str, list[float]] | None:
     return None
 
 
+def conv_pointwise(
+    conv: nn.Conv2d,
+    x: torch.Tensor,
+    attr: str,
+    scalars: list[float],
+    weight: torch.Tensor | None = None,
+    padding: tuple[int, ...] | None = None,
+    add: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``act(conv(x) [+ add])`` in one oneDNN call, with ``conv``'s settings (``weight`` and
+    ``padding`` replace its own where given)."""
+    op = torch.ops.mkldnn._convolution_pointwise
+    weight = conv.weight if weight is None else weight
+    padding = conv.padding if padding is None else padding
+    settings = (padding, conv.stride, conv.dilation, conv.groups)
+    if add is None:
+        return op(x, weight, conv.bias, *settings, attr, scalars, "")
+    return op.binary(x, add, weight, conv.bias, *settings, "add", None, attr, scalars, "")
+
+
 class ConvAct(nn.Module):
     """``act(conv(x))`` as one oneDNN call on the CPU in float32 (see the module)."""
 
@@ -53,28 +75,21 @@ class ConvAct(nn.Module):
         self.conv, self.act = conv, act
         self.attr, self.scalars = attr
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        op = _pointwise_op()
+    def forward(self, x: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:
+        lead = x[0] if isinstance(x, tuple) else x
         fast = (
-            op is not None
-            and x.device.type == "cpu"
-            and x.dtype == torch.float32
+            _pointwise_op() is not None
+            and lead.device.type == "cpu"
+            and lead.dtype == torch.float32
             and not torch.is_autocast_enabled("cpu")
-            and not (torch.is_grad_enabled() and (x.requires_grad or _trains(self.conv)))
+            and not (torch.is_grad_enabled() and (lead.requires_grad or _trains(self.conv)))
         )
-        if not fast:
-            return self.act(self.conv(x))
-        conv = self.conv.conv if isinstance(self.conv, SymmetricSameConv2d) else self.conv
-        weight, padding = conv.weight, conv.padding
-        if isinstance(self.conv, SymmetricSameConv2d):
-            weight, padding = self.conv.weight_and_padding(x)
-            if padding is None:
-                return self.act(self.conv(x))
-        bias = conv.bias
-        return op(
-            x, weight, bias, padding, conv.stride, conv.dilation, conv.groups,
-            self.attr, self.scalars, "",
-        )  # fmt: skip
+        out = None
+        if fast and isinstance(self.conv, nn.Conv2d):
+            out = conv_pointwise(self.conv, x, self.attr, self.scalars)
+        elif fast:
+            out = self.conv.forward_fused(x, self.attr, self.scalars)
+        return self.act(self.conv(x)) if out is None else out
 
 
 def _trains(module: nn.Module) -> bool:
@@ -82,13 +97,25 @@ def _trains(module: nn.Module) -> bool:
 
 
 def _fusable_conv(module: nn.Module) -> bool:
-    conv = module.conv if isinstance(module, SymmetricSameConv2d) else module
+    """A dense convolution oneDNN can run as is, or a wrapper that says it can fuse."""
+    if hasattr(module, "forward_fused"):
+        return bool(getattr(module, "fusable", False))
     return (
-        type(conv) is nn.Conv2d
-        and conv.groups == 1
-        and conv.padding_mode == "zeros"
-        and not isinstance(conv.padding, str)
+        type(module) is nn.Conv2d
+        and module.groups == 1
+        and module.padding_mode == "zeros"
+        and not isinstance(module.padding, str)
     )
+
+
+def _next_module(parent: nn.Module, names: list[str], i: int) -> str | None:
+    """The child that takes child ``i``'s output: the next one, past an ``nn.Sequential``'s
+    identities (a plain norm folded away leaves one between a convolution and its ReLU)."""
+    j = i + 1
+    if isinstance(parent, nn.Sequential):
+        while j < len(names) and isinstance(parent._modules[names[j]], nn.Identity):
+            j += 1
+    return names[j] if j < len(names) else None
 
 
 def fuse_conv_activations(model: nn.Module) -> nn.Module:
@@ -103,7 +130,10 @@ def fuse_conv_activations(model: nn.Module) -> nn.Module:
         if isinstance(parent, ConvAct):
             continue  # already fused
         names = list(parent._modules)
-        for first, second in zip(names, names[1:]):
+        for i, first in enumerate(names):
+            second = _next_module(parent, names, i)
+            if second is None:
+                continue
             conv, act = parent._modules[first], parent._modules[second]
             fed = isinstance(parent, nn.Sequential) or isinstance(act, AfterFoldedNorm)
             if fed and _fusable_conv(conv) and _attr(act) is not None:

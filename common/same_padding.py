@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .conv_act import conv_pointwise
+
 
 class SymmetricSameConv2d(nn.Module):
     """A TensorFlow-"same" convolution computed without padding its input (see the module)."""
@@ -31,6 +33,20 @@ class SymmetricSameConv2d(nn.Module):
         if padding is None:
             return conv(x)
         return F.conv2d(x, weight, conv.bias, conv.stride, padding, conv.dilation, conv.groups)
+
+    @property
+    def fusable(self) -> bool:
+        """Whether ``common.conv_act`` fuses it with its activation (dense ones only)."""
+        return self.conv.groups == 1
+
+    def forward_fused(
+        self, x: torch.Tensor, attr: str, scalars: list[float]
+    ) -> torch.Tensor | None:
+        """``act(self(x))`` in one oneDNN call (``common.conv_act``); None: not here."""
+        weight, padding = self.weight_and_padding(x)
+        if padding is None:
+            return None
+        return conv_pointwise(self.conv, x, attr, scalars, weight, padding)
 
     def weight_and_padding(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...] | None]:
         """The kernel (a zero tap in front where the padding is lopsided) and the symmetric

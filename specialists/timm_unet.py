@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common.conv_act import conv_pointwise
+
 from .attention import SelfAttention2d
 from .backbones import create_backbone, register_input_norm
 from .init import init_normal_
@@ -51,9 +53,19 @@ class SplitConv2d(nn.Module):
                 self.first.bias.copy_(conv.bias)
         self.requires_grad_(False)
 
+    fusable = True  # common.conv_act: the sum and the activation in the first's call
+
     def forward(self, parts: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         x, skip = parts
         return self.first(x).add_(self.second(skip))
+
+    def forward_fused(
+        self, parts: tuple[torch.Tensor, torch.Tensor], attr: str, scalars: list[float]
+    ) -> torch.Tensor:
+        """``act(self(parts))``: the first convolution, the sum and the activation in one
+        oneDNN call (``common.conv_act``)."""
+        x, skip = parts
+        return conv_pointwise(self.first, x, attr, scalars, add=self.second(skip))
 
 
 class DecoderBlock(nn.Module):
@@ -69,18 +81,20 @@ class DecoderBlock(nn.Module):
             conv_bn_relu(out_channels, out_channels),
         )
         self.attention = SelfAttention2d(out_channels) if attention else nn.Identity()
+        self.split = False  # the first convolution takes (x, skip): see split_concat
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-        split = isinstance(self.convs[0][0], SplitConv2d)
-        return self.attention(self.convs((x, skip) if split else torch.cat((x, skip), dim=1)))
+        joined = (x, skip) if self.split else torch.cat((x, skip), dim=1)
+        return self.attention(self.convs(joined))
 
     def split_concat(self) -> None:
         """Serve without the skip concatenation (:class:`SplitConv2d`), for inference only:
         call it after ``common.fold.fold_batchnorm``, which expects the plain layout."""
-        first = self.convs[0]
-        if not isinstance(first[0], SplitConv2d):
+        if not self.split:
+            first = self.convs[0]
             first[0] = SplitConv2d(first[0], self.in_channels)
+            self.split = True
 
 
 def split_concats(model: nn.Module) -> nn.Module:

@@ -10,9 +10,10 @@ import discriminators
 import specialists
 from common.conv_act import ConvAct, fuse_conv_activations
 from common.fold import fold_batchnorm
-from common.same_padding import unpad_same_convs
+from common.same_padding import SymmetricSameConv2d, unpad_same_convs
 from router.net import create_router_net
 from specialists.serving import for_inference
+from specialists.timm_unet import SplitConv2d
 from tests.test_fold import flat, randomise_norms
 
 needs_onednn = pytest.mark.skipif(
@@ -40,7 +41,9 @@ def check_fused(model: nn.Module, *x: torch.Tensor) -> nn.Module:
 def test_the_router_generator_and_discriminator_keep_their_outputs() -> None:
     torch.manual_seed(0)
     generator = randomise_norms(specialists.create_model("unet_effnet_lite0", pretrained=False))
-    check_fused(generator, torch.rand(2, 1, 64, 80) * 2 - 1)
+    served = check_fused(generator, torch.rand(2, 1, 64, 80) * 2 - 1)
+    wrapped = {type(m.conv) for m in served.modules() if isinstance(m, ConvAct)}
+    assert wrapped == {nn.Conv2d, SplitConv2d, SymmetricSameConv2d}  # each kind fuses
     router = create_router_net("effnet_lite0_router", num_domains=3, pretrained=False)
     router = randomise_norms(router)
     check_fused(router, torch.rand(2, 1, 128, 128) * 2 - 1)
