@@ -250,12 +250,13 @@ def mixed_case(data: Path, weights: Path, tmp: Path, threads: int, limit: int | 
     before = unet.seconds()
     walls, records = {}, []
     # float32, bfloat16, float32 on one model worker (as before two), then auto (served)
-    for case in [*PRECISIONS[1:], ONE_WORKER, *PRECISIONS[:1]]:
+    cases = {p: ["--precision", p] for p in PRECISIONS[1:]}
+    cases[ONE_WORKER] = ["--precision", "float32", "--workers", "1"]
+    cases[PRECISIONS[0]] = ["--precision", PRECISIONS[0]]
+    for case, flags in cases.items():
         report = tmp / f"mixed-{case}.jsonl"
         out = tmp / f"mixed-out-{case}"
-        args = [str(folder), "-o", str(out), "--report", str(report), "--precision", case]
-        if case == ONE_WORKER:
-            args[-1:] = ["float32", "--workers", "1"]
+        args = [str(folder), "-o", str(out), "--report", str(report), *flags]
         walls[case] = _process([*args, *common])
         records = [json.loads(line) for line in report.read_text().splitlines()]
     after = unet.seconds()

@@ -5,9 +5,10 @@ A served model's ReLU6 after a convolution is a second pass over the convolution
 output; the biggest such maps (8 x 96 x 64 x 80 floats, 16 MB) are memory-bound, so the
 clamp costs as much as the convolution. oneDNN applies it while writing the output instead
 (``torch.ops.mkldnn._convolution_pointwise``, what ``torch.compile`` emits for the same
-pattern on a CPU). Measured on 2 cores, batch 8, one thread: a generator pass 580-730 ->
-513-520 ms, the router 134-137 -> 121 ms, the generator's output bit-identical
-(README, "Two buckets at once").
+pattern on a CPU). Measured on a 2-core AVX2 CPU, a generator batch of 8 on one thread (as
+each serving worker runs) got 2-3% faster and on two threads no faster
+(``benchmarks/bench_runtimes.py``: ``served_fp32`` against ``unpadded_fp32``); the mixed
+folder's outputs stayed within one level of 255 (README, "Two buckets at once").
 
 Only dense convolutions (``groups == 1``) are fused: the depthwise ones ran slower fused.
 Wrapped convolutions fuse through their own ``forward_fused`` (``common.same_padding``'s
@@ -29,6 +30,9 @@ def _pointwise_op() -> object | None:
     if not torch.backends.mkldnn.is_available():
         return None
     return getattr(torch.ops.mkldnn, "_convolution_pointwise", None)
+
+
+POINTWISE_OP = _pointwise_op()  # looked up once, not on every fused layer's call
 
 
 def _attr(module: nn.Module) -> tuple[str, list[float]] | None:
@@ -55,7 +59,7 @@ def conv_pointwise(
 ) -> torch.Tensor:
     """``act(conv(x) [+ add])`` in one oneDNN call, with ``conv``'s settings (``weight`` and
     ``padding`` replace its own where given)."""
-    op = torch.ops.mkldnn._convolution_pointwise
+    op = POINTWISE_OP
     weight = conv.weight if weight is None else weight
     padding = conv.padding if padding is None else padding
     settings = (padding, conv.stride, conv.dilation, conv.groups)
@@ -78,7 +82,7 @@ class ConvAct(nn.Module):
     def forward(self, x: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:
         lead = x[0] if isinstance(x, tuple) else x
         fast = (
-            _pointwise_op() is not None
+            POINTWISE_OP is not None
             and lead.device.type == "cpu"
             and lead.dtype == torch.float32
             and not torch.is_autocast_enabled("cpu")
