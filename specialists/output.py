@@ -10,6 +10,7 @@ never ask which architecture made the output.
 """
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from common.lab import normalize_ab, rgb_to_lab
@@ -94,9 +95,12 @@ def chroma_gain(model: nn.Module) -> float:
 
 
 def predict_ab(model: nn.Module, l_norm: torch.Tensor) -> torch.Tensor:
-    """Run ``model`` on normalised L and return normalised ab, whatever it predicts, scaled by
+    """Run ``model`` on normalised L and return normalised ab, whatever it predicts, at the
+    input's size (a fast-mode model's half-size ab stretched back bilinearly) and scaled by
     the model's chroma gain (an L1-trained model is paler than life; see
     training.ship.fit_chroma)."""
     ab = to_ab(model, model(l_norm))
+    if ab.shape[-2:] != l_norm.shape[-2:]:  # a fast-mode model's half-size colour
+        ab = F.interpolate(ab, size=l_norm.shape[-2:], mode="bilinear", align_corners=False)
     gain = chroma_gain(model)
     return ab if gain == 1.0 else (ab * gain).clamp(-1.0, 1.0)

@@ -84,7 +84,8 @@ class DecoderBlock(nn.Module):
         self.split = False  # the first convolution takes (x, skip): see split_concat
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        if x.shape[-2:] != skip.shape[-2:]:  # (equal: the block runs at its input's size)
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
         joined = (x, skip) if self.split else torch.cat((x, skip), dim=1)
         return self.attention(self.convs(joined))
 
@@ -141,6 +142,12 @@ class TimmUNet(nn.Module):
         self.head = nn.Conv2d(decoder_channels[-1], out_channels, kernel, padding=kernel // 2)
         init_normal_(self, skip=self.encoder)
 
+    # Serving's fast mode (``specialists.serving.half_res_top``): the top decoder block and
+    # the head run at half the input's size, on the lightness averaged 2 x 2, and the output
+    # is that size (``specialists.output.predict_ab`` stretches the ab back). The top block
+    # is a third of a forward pass at full size; trained models are never changed by it.
+    half_res_top = False
+
     @property
     def output_layer(self) -> nn.Module:
         """The last convolution: the one whose outputs are ab or the bins' logits."""
@@ -150,7 +157,8 @@ class TimmUNet(nn.Module):
         grey = ((lightness + 1.0) / 2.0).expand(-1, 3, -1, -1)
         features = self.encoder((grey - self.mean) / self.std)
         x = features[-1]
-        for block, skip in zip(self.decoder, [*reversed(features[:-1]), lightness]):
+        top = F.avg_pool2d(lightness, 2) if self.half_res_top else lightness
+        for block, skip in zip(self.decoder, [*reversed(features[:-1]), top]):
             x = block(x, skip)
         out = self.head(x)
         return out if self.output_space == "bins" else torch.tanh(out)
