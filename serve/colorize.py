@@ -130,6 +130,12 @@ def build_parser(weights: Path | None = None) -> argparse.ArgumentParser:
         "float16)",
     )  # fmt: skip
     parser.add_argument(
+        "--fast", action="store_true",
+        help="fast mode: each specialist's last decoder block at half resolution, about a "
+        "fifth less time per photo; colours a little smoother and paler (README, "
+        "\"Fast mode\")",
+    )  # fmt: skip
+    parser.add_argument(
         "--batch-size", type=int, default=8, metavar="N",
         help="photos per forward pass (default: %(default)s; larger on a GPU)",
     )  # fmt: skip
@@ -280,7 +286,13 @@ def _main(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     load_start = time.perf_counter()
     colorizer = Colorizer.from_weights(
-        args.weights, device, args.size, args.threshold, args.restraint, args.precision
+        args.weights,
+        device,
+        args.size,
+        args.threshold,
+        args.restraint,
+        args.precision,
+        fast=args.fast,
     )
     for warning in colorizer.warnings:
         print(f"colorize: warning: {warning}", file=sys.stderr)
@@ -288,7 +300,8 @@ def _main(args: argparse.Namespace) -> int:
     print(
         f"colorize: {len(jobs)} input(s){shard}; models loaded in "
         f"{time.perf_counter() - load_start:.1f} s on {device}, size {colorizer.size}, "
-        f"generators in {str(colorizer.dtype).removeprefix('torch.')}",
+        f"generators in {str(colorizer.dtype).removeprefix('torch.')}"
+        f"{', fast mode' if colorizer.fast else ''}",
         file=sys.stderr,
     )
     removed = _remove_leftovers(jobs, args.out, args.report)

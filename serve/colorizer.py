@@ -37,7 +37,7 @@ from torch import nn
 from common.images import Photo, from_pil
 from discriminators.scoring import EPS, Judge, beliefs, contenders, load_calibration
 from specialists.output import predict_ab
-from specialists.serving import for_inference
+from specialists.serving import for_inference, half_res_top
 
 from .precision import CpuAutocast, generator_dtype
 from .restraint import Restraint, restraint_table
@@ -80,6 +80,7 @@ class Colorizer:
         warnings: Sequence[str] = (),
         restraint: Restraint | None = None,
         precision: str = "auto",
+        fast: bool = False,
     ) -> None:
         unserved = [d for d in router.domains if d not in generators]
         if unserved:
@@ -96,12 +97,16 @@ class Colorizer:
         # padded copies) and channels-last (oneDNN's fast path).
         self.dtype = generator_dtype(precision, self.device)
         self.generators = {name: self._served(g, self.dtype) for name, g in generators.items()}
+        self.warnings = list(warnings)  # for the caller to show (uncalibrated judge ...)
+        # Fast mode: each U-Net's top decoder block at half size (specialists.serving).
+        self.fast = bool(fast)
+        for name in [n for n, g in self.generators.items() if fast and not half_res_top(g)]:
+            self.warnings.append(f"fast mode: the {name} specialist has no timm U-Net top to halve")
         for disc in judge.discriminators.values() if judge is not None else ():
             self._served(disc, torch.float32)  # in place: float32 needs no wrapper
         self.judge = judge
         self.size = int(size)
         self.threshold = float(router.threshold if threshold is None else threshold)
-        self.warnings = list(warnings)  # for the caller to show (uncalibrated judge ...)
         self.restraint = restraint  # per-photo colour strength (serve.restraint); None: 1.0
         # Denormal floats make CPU convolutions many times slower; flushing them to zero
         # changes no visible colour. (Process-wide, and a no-op where unsupported.)
@@ -146,12 +151,14 @@ class Colorizer:
         threshold: float | None = None,
         restraint: bool = True,
         precision: str = "auto",
+        fast: bool = False,
     ) -> "Colorizer":
         """Load everything from a weights folder (default: the shipped ``weights/``).
 
         ``size`` defaults to the specialists' training resolution; ``restraint=False``
         ignores the folder's per-photo colour restraint (every photo at full strength);
-        ``precision`` is the generators' float type on the CPU (``serve.precision``); raises
+        ``precision`` is the generators' float type on the CPU (``serve.precision``); ``fast``
+        serves each U-Net's top decoder block at half size (``specialists.serving``); raises
         :class:`~serve.weights.WeightsError` with how to fix it when anything is missing.
         """
         from discriminators import load_discriminator
@@ -200,7 +207,9 @@ class Colorizer:
         judge = Judge(discriminators, calibration, router_weight)
         size = size if size is not None else max(weights.sizes.values())
         table = restraint_table(weights, hashes, notes) if restraint else None
-        return cls(router, generators, judge, size, threshold, device, notes, table, precision)
+        return cls(
+            router, generators, judge, size, threshold, device, notes, table, precision, fast
+        )
 
     def colorize(
         self, image: Image.Image | Photo, domain: str | None = None, strength: float = 1.0

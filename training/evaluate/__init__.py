@@ -28,7 +28,8 @@ with a note, when its offline weights are not installed; see ``training.evaluate
 figure is also split by source tag (the file name's prefix) within each domain. Averages
 are over photos; ``overall`` pools every photo (domains weigh by their photo counts).
 
-JSON keys: ``data``, ``split``, ``weights``, ``size``, ``threshold``, ``domains`` (evaluated,
+JSON keys: ``data``, ``split``, ``weights``, ``size``, ``threshold``, ``restraint``, ``fast``
+(serving's fast mode), ``domains`` (evaluated,
 router order), ``specialists``, ``general``, ``photos`` (count scored),
 ``photos_per_domain``, ``systems`` (system -> domain or ``overall`` -> ``photos``,
 ``psnr``, ``ssim``, ``colourfulness``, ``colourfulness_true``, ``colourfulness_gap``,

@@ -59,6 +59,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_false",
         help="every photo at full strength (ignore the weights' per-photo colour restraint)",
     )
+    p.add_argument(
+        "--fast",
+        action="store_true",
+        help="serving's fast mode: each specialist's top decoder block at half resolution",
+    )
     p.add_argument("--general", default="general", help="the specialist of general-only")
     p.add_argument(
         "--reference",
@@ -95,7 +100,7 @@ def prepare(args: argparse.Namespace) -> tuple[Colorizer, list[Item], list[str],
     items, split = find_items(args.data, args.split)
     try:
         colorizer = Colorizer.from_weights(
-            args.weights, args.device, args.size, args.threshold, args.restraint
+            args.weights, args.device, args.size, args.threshold, args.restraint, fast=args.fast
         )
     except WeightsError as exc:
         raise UsageError(str(exc)) from None

@@ -64,7 +64,8 @@ def to_markdown(report: dict) -> str:
         "",
         f"{report['photos']} photos ({per}); split {report.get('split') or 'none'}; weights "
         f"{report.get('weights')}; model size {report['size']} px; threshold "
-        f"{report['threshold']:.4f}. Routed = `fallback`, the served system; "
+        f"{report['threshold']:.4f}{'; fast mode' if report.get('fast') else ''}. "
+        "Routed = `fallback`, the served system; "
         + (
             "every specialist's colours scaled by the photo's restraint, as served."
             if report.get("restraint")

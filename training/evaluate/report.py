@@ -169,6 +169,7 @@ def build_report(
         "size": colorizer.size,
         "threshold": colorizer.threshold,
         "restraint": colorizer.restraint is not None,
+        "fast": colorizer.fast,
         "domains": domains,
         "specialists": specialists,
         "general": general,
