@@ -138,3 +138,22 @@ def test_the_served_generators_skip_no_concatenation_and_keep_their_colours():
         plain = fold_batchnorm(load_generator(weights.specialists[domain]))
         with torch.inference_mode():
             assert torch.allclose(served(x), plain(x), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def fast() -> Colorizer:
+    """The models' own colours in fast mode (``--fast``)."""
+    return Colorizer.from_weights(restraint=False, fast=True)
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee"])
+def test_fast_mode_keeps_the_colours_within_a_few_levels(colorizer, fast, name):
+    """Fast mode changes colour a little (README, "Fast mode"): not towards gray, and still
+    nearer the truth than the gray photo."""
+    rgb, truth, grey = _colourize(colorizer, name)
+    quick, _, _ = _colourize(fast, name)
+    assert quick.shape == rgb.shape
+    assert 0 < np.abs(quick.astype(int) - rgb).mean() < 3.0
+    assert _psnr(quick, truth) > _psnr(np.asarray(grey.convert("RGB")), truth)
+    chroma = [np.hypot(*color.rgb2lab(x)[..., 1:].transpose(2, 0, 1)).mean() for x in (rgb, quick)]
+    assert chroma[1] > 0.85 * chroma[0]
