@@ -22,9 +22,9 @@ case, whole processes of ``python -m serve.colorize`` timed from the outside, pr
 included: a folder of grayscale copies of every colorize-v2 val photo (every size and
 orientation, as they come), the larger colorize-v1 photos (long side >= 400 px) and upright
 and wide crops of them, its seconds per photo at each ``--precision`` (float32, bfloat16 and
-auto, the served default; and float32 with ``--workers 1``) against the ``unet_256``
-forward timed in the same run (goal: at most 1/3); the start-up (one photo, first photo
-done) and ``--help``.
+auto, the served default; float32 with ``--workers 1``; auto with ``--fast``) against the
+``unet_256`` forward timed in the same run (goal: at most 1/3); the start-up (one photo,
+first photo done) and ``--help``.
 ``--only-mixed`` runs just that and the 24-megapixel scans; results go to
 benchmarks/results/serve_mixed.json.
 
@@ -65,6 +65,7 @@ from serve.inputs import expand_inputs  # noqa: E402
 from serve.options import PRECISIONS  # noqa: E402
 
 ONE_WORKER = "float32_one_model_worker"  # the mixed folder as served before two workers
+FAST = "auto_fast"  # the served default with --fast (the top decoder block at half size)
 from serve.precision import cpu_name  # noqa: E402
 from serve.run_report import Report  # noqa: E402
 from serve.transfer import model_input, model_shape, rejoin  # noqa: E402
@@ -249,10 +250,12 @@ def mixed_case(data: Path, weights: Path, tmp: Path, threads: int, limit: int | 
     unet = UNet256()
     before = unet.seconds()
     walls, records = {}, []
-    # float32, bfloat16, float32 on one model worker (as before two), then auto (served)
+    # float32, bfloat16, float32 on one model worker (as before two), then auto (served),
+    # and auto with --fast
     cases = {p: ["--precision", p] for p in PRECISIONS[1:]}
     cases[ONE_WORKER] = ["--precision", "float32", "--workers", "1"]
     cases[PRECISIONS[0]] = ["--precision", PRECISIONS[0]]
+    cases[FAST] = ["--precision", PRECISIONS[0], "--fast"]
     for case, flags in cases.items():
         report = tmp / f"mixed-{case}.jsonl"
         out = tmp / f"mixed-out-{case}"
