@@ -161,10 +161,12 @@ class Colorizer:
         serves each U-Net's top decoder block at half size (``specialists.serving``); raises
         :class:`~serve.weights.WeightsError` with how to fix it when anything is missing.
         """
+        from common.lazy_dynamo import import_timm
         from discriminators import load_discriminator
         from router import RouterError, load_router
         from specialists import load_generator
 
+        import_timm()  # before the models import it: without torch's compiler (1.1-1.3 s)
         weights = locate_weights(folder)
         try:
             router = load_router(weights.router, device)

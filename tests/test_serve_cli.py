@@ -248,7 +248,9 @@ try:
     code = main(sys.argv[1:])
 except SystemExit as exit:
     code = exit.code
-heavy = sorted(m for m in ("torch", "timm", "torchvision", "matplotlib") if m in sys.modules)
+heavy = sorted(
+    m for m in ("torch", "timm", "torchvision", "matplotlib", "torch._dynamo") if m in sys.modules
+)
 print("HEAVY", ",".join(heavy), "CODE", code, file=sys.stderr)
 """
 
@@ -288,6 +290,18 @@ def test_help_and_usage_errors_import_no_torch(tmp_path):
     ):
         _, err, heavy, code = _probe(*args, cwd=tmp_path)
         assert code == 2 and message in err and heavy == "", (args, err)
+
+
+def test_colouring_a_photo_never_imports_torchs_compiler(weights, tmp_path):
+    """Serving imports timm without torch._dynamo (common.lazy_dynamo: 1.1-1.3 s of start-up),
+    and colours and writes the photo all the same."""
+    grey_photo(60, 40).save(tmp_path / "a.jpg")
+    out = tmp_path / "out"
+    args = ("a.jpg", "-o", out, "--weights", weights, "--no-progress")
+    _, err, heavy, code = _probe(*args, cwd=tmp_path)
+    assert code == 0, err
+    assert heavy == "timm,torch,torchvision", err
+    assert Image.open(out / "a.png").size == (60, 40)
 
 
 def _recording(colorizer, monkeypatch):
