@@ -16,6 +16,10 @@ mixed folder fills most (128 x 128, 128 x 160, 128 x 192), seconds per batch (me
   call (``common.conv_act``): what serving runs (``specialists.serving.for_inference``);
 - ``folded_bf16`` / ``served_bf16``: the same under CPU bfloat16 autocast (what
   ``--precision auto`` serves on a CPU with AMX or AVX-512 BF16);
+- ``served_fast_fp32`` / ``served_fast_bf16``: served in fast mode (``--fast``: the top
+  decoder block and head at half size, ``specialists.serving.half_res_top``), its ab
+  stretched back as ``specialists.output.predict_ab`` does; its difference from eager is
+  fast mode's own change of colour, not rounding;
 - ``onnxruntime_fp32``: the folded model exported to ONNX (dynamic batch and size) and run by
   ONNX Runtime's CPU provider, when ``onnxruntime`` and ``onnx`` are importable (they are not
   dependencies of the project: ``pip install onnxruntime onnx`` to include them);
@@ -38,6 +42,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -47,6 +52,7 @@ from common.conv_act import fuse_conv_activations  # noqa: E402
 from common.fold import fold_batchnorm  # noqa: E402
 from common.same_padding import unpad_same_convs  # noqa: E402
 from serve.precision import CpuAutocast, cpu_has_bf16, cpu_name  # noqa: E402
+from specialists.serving import half_res_top  # noqa: E402
 from specialists.timm_unet import split_concats  # noqa: E402
 
 SHAPES = ((128, 128), (128, 160), (128, 192))
@@ -75,6 +81,16 @@ def _onnxruntime(model: torch.nn.Module, threads: int, folder: Path) -> Callable
     return lambda x: torch.from_numpy(session.run(None, {"l": x.numpy()})[0])
 
 
+def _stretched(model: Callable) -> Callable:
+    """``model`` with its half-size ab stretched back to the input's size, as
+    ``specialists.output.predict_ab`` serves a fast-mode model (after any autocast)."""
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(model(x), size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+    return run
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", type=Path, default=REPO / "weights")
@@ -91,6 +107,8 @@ def main() -> None:
     split = split_concats(copy.deepcopy(folded)).to(memory_format=torch.channels_last)
     unpadded = unpad_same_convs(copy.deepcopy(split)).to(memory_format=torch.channels_last)
     served = fuse_conv_activations(copy.deepcopy(unpadded))
+    fast = copy.deepcopy(served)
+    half_res_top(fast)
     runtimes: dict[str, Callable] = {
         "eager_fp32": eager,
         "folded_fp32": folded,
@@ -99,6 +117,8 @@ def main() -> None:
         "served_fp32": served,
         "folded_bf16": CpuAutocast(folded, torch.bfloat16),
         "served_bf16": CpuAutocast(served, torch.bfloat16),
+        "served_fast_fp32": _stretched(fast),
+        "served_fast_bf16": _stretched(CpuAutocast(fast, torch.bfloat16)),
     }
     skipped: dict[str, str] = {}
     compile_seconds: dict[str, float] = {}
