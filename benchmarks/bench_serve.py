@@ -36,7 +36,8 @@ benchmarks/results/serve.json.
 
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as serve does: before torch loads
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as serve does (serve._threads):
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before torch and numpy load
 
 import argparse
 import json

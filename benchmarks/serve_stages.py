@@ -10,7 +10,8 @@ each in milliseconds per photo. FOLDER is any folder of photos, e.g. the mixed f
 
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as serve does: before torch loads
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as serve does (serve._threads):
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before torch and numpy load
 
 import argparse
 import json
