@@ -9,8 +9,9 @@ photo 35 times slower than one, and with passive waiting as fast as one (see ben
 numpy's OpenBLAS runs in the calling thread (``OPENBLAS_NUM_THREADS=1``). Serving calls it
 only for one small product per batch (the colour restraint's nearest held-out photos), but
 a multi-threaded OpenBLAS wakes its own threads for it, which then spin on the cores
-torch's threads need: a mixed folder took 7-12% less wall time and 14-18% less CPU with
-them off, byte-identical outputs and report (README, "OpenBLAS in the calling thread").
+torch's threads need: a mixed folder took 6-13% less wall time and 11-20% less CPU time
+with them off (five paired runs), byte-identical outputs and report (README, "OpenBLAS in
+the calling thread").
 (faiss's OpenBLAS is an OpenMP build: it follows the OpenMP settings, passive waiting
 included.)
 
