@@ -26,7 +26,9 @@ auto, the served default; float32 with ``--workers 1``; auto with ``--fast``) ag
 ``unet_256`` forward timed in the same run (goal: at most 1/3); the start-up (one photo,
 first photo done) and ``--help``.
 ``--only-mixed`` runs just that and the 24-megapixel scans; results go to
-benchmarks/results/serve_mixed.json.
+benchmarks/results/serve_mixed.json. With ``--device cuda`` (or any device, ``cpu`` too) the
+mixed folder is also coloured on that device by the served default at model sizes 128 and
+256, batch 64: photos per second end to end, process start included (issue 16's GPU figure).
 
 Without ``--weights`` a weights folder with the real architectures at random init is built
 (3 x unet_effnet_lite0 + 70x70 PatchGAN, the EfficientNet-Lite0 router with a 12,000-photo
@@ -67,6 +69,7 @@ from serve.options import PRECISIONS  # noqa: E402
 
 ONE_WORKER = "float32_one_model_worker"  # the mixed folder as served before two workers
 FAST = "auto_fast"  # the served default with --fast (the top decoder block at half size)
+DEVICE_BATCH = 64  # --device: large batches keep an accelerator fed (README's cuda example)
 from serve.precision import cpu_name  # noqa: E402
 from serve.run_report import Report  # noqa: E402
 from serve.transfer import model_input, model_shape, rejoin  # noqa: E402
@@ -291,6 +294,27 @@ def mixed_case(data: Path, weights: Path, tmp: Path, threads: int, limit: int | 
     }
 
 
+def device_case(folder: Path, weights: Path, tmp: Path, device: str) -> dict:
+    """Photos/s of whole ``python -m serve.colorize --device DEVICE`` processes on ``folder``
+    at model sizes 128 and 256, batch :data:`DEVICE_BATCH`."""
+    name = torch.cuda.get_device_name(device) if device.startswith("cuda") else cpu_name()
+    out: dict = {"device": device, "name": name, "batch_size": DEVICE_BATCH}
+    common = ["--weights", str(weights), "--no-progress", "--device", device]
+    for size in (128, 256):
+        report = tmp / f"device-{size}.jsonl"
+        flags = ["--size", str(size), "--batch-size", str(DEVICE_BATCH), "--report", str(report)]
+        wall = _process([str(folder), "-o", str(tmp / f"device-out-{size}"), *flags, *common])
+        records = [json.loads(line) for line in report.read_text().splitlines()]
+        done = sum(1 for r in records if r["error"] is None)
+        out[f"size {size}"] = {
+            "done": done,
+            "process_wall_s": round(wall, 2),
+            "photos_per_s_end_to_end": round(done / wall, 2),
+        }
+        print(f"{device} size {size}: {done / wall:.2f} photos/s end to end", flush=True)
+    return out
+
+
 def _sample_photos() -> list[np.ndarray]:
     from skimage import data
 
@@ -360,6 +384,7 @@ def main() -> None:
     parser.add_argument("--mixed-data", type=Path, help="folder with colorize-v2 and -v1")
     parser.add_argument("--mixed-limit", type=int, help="at most this many colorize-v2 photos")
     parser.add_argument("--only-mixed", action="store_true")
+    parser.add_argument("--device", help="with --mixed-data: also time the folder on it")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -392,6 +417,10 @@ def main() -> None:
             res = mixed_case(args.mixed_data, weights, tmp, args.threads, args.mixed_limit)
             results["mixed_folder"] = res
             print(f"mixed folder {json.dumps(res)}", flush=True)
+            if args.device:
+                results["mixed_folder_on_device"] = device_case(
+                    tmp / "mixed", weights, tmp, args.device
+                )
         if args.only_mixed:
             _scans(results, weights, tmp, args.threads, args.skip_24mp)
             results["load_average_after"] = round(os.getloadavg()[0], 2)
