@@ -42,7 +42,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -52,6 +51,7 @@ from common.conv_act import fuse_conv_activations  # noqa: E402
 from common.fold import fold_batchnorm  # noqa: E402
 from common.same_padding import unpad_same_convs  # noqa: E402
 from serve.precision import CpuAutocast, cpu_has_bf16, cpu_name  # noqa: E402
+from specialists.output import stretched_back  # noqa: E402
 from specialists.serving import half_res_top  # noqa: E402
 from specialists.timm_unet import split_concats  # noqa: E402
 
@@ -84,11 +84,7 @@ def _onnxruntime(model: torch.nn.Module, threads: int, folder: Path) -> Callable
 def _stretched(model: Callable) -> Callable:
     """``model`` with its half-size ab stretched back to the input's size, as
     ``specialists.output.predict_ab`` serves a fast-mode model (after any autocast)."""
-
-    def run(x: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(model(x), size=x.shape[-2:], mode="bilinear", align_corners=False)
-
-    return run
+    return lambda x: stretched_back(model(x), x.shape[-2:])
 
 
 def main() -> None:

@@ -99,8 +99,14 @@ def predict_ab(model: nn.Module, l_norm: torch.Tensor) -> torch.Tensor:
     input's size (a fast-mode model's half-size ab stretched back bilinearly) and scaled by
     the model's chroma gain (an L1-trained model is paler than life; see
     training.ship.fit_chroma)."""
-    ab = to_ab(model, model(l_norm))
-    if ab.shape[-2:] != l_norm.shape[-2:]:  # a fast-mode model's half-size colour
-        ab = F.interpolate(ab, size=l_norm.shape[-2:], mode="bilinear", align_corners=False)
+    ab = stretched_back(to_ab(model, model(l_norm)), l_norm.shape[-2:])
     gain = chroma_gain(model)
     return ab if gain == 1.0 else (ab * gain).clamp(-1.0, 1.0)
+
+
+def stretched_back(ab: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """ab (B, C, h, w) at ``size`` (H, W): a fast-mode model's half-size colour stretched back
+    bilinearly; ab already at that size as it is."""
+    if ab.shape[-2:] == size:
+        return ab
+    return F.interpolate(ab, size=size, mode="bilinear", align_corners=False)
